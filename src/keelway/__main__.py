@@ -1,0 +1,5 @@
+"""Run the ``keelway`` command as ``python -m keelway``."""
+
+from keelway.cli import main
+
+main()

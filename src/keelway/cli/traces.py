@@ -1,0 +1,247 @@
+"""``keelway traces`` and ``keelway usage``: read what the gateway recorded."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import click
+
+from keelway.cli.options import config_option, open_store, resolve_config
+from keelway.store.traces import USAGE_GROUPS, TraceStore, UsageRow
+
+_DURATION = re.compile(r"^(\d+)\s*([smhdw])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+class SinceType(click.ParamType):
+    """A duration back from now (``30m``, ``24h``, ``7d``) or an ISO date or time."""
+
+    name = "since"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        text = str(value).strip()
+        match = _DURATION.match(text)
+        if match:
+            amount, unit = int(match.group(1)), match.group(2)
+            return datetime.now(UTC) - timedelta(**{_UNITS[unit]: amount})
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            self.fail(
+                f"{value!r} is neither a duration like 30m, 24h or 7d nor an ISO date",
+                param,
+                ctx,
+            )
+        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _store(config_path: Path | None) -> TraceStore:
+    return TraceStore(open_store(resolve_config(config_path)))
+
+
+def _json(value: Any) -> str:
+    return json.dumps(
+        value, default=lambda v: v.isoformat() if isinstance(v, datetime) else str(v)
+    )
+
+
+def _tokens(trace: dict[str, Any]) -> str:
+    if trace["input_tokens"] is None:
+        return "-"
+    prompt = (
+        trace["input_tokens"] + trace["cache_read_tokens"] + trace["cache_write_tokens"]
+    )
+    mark = "~" if trace["usage_source"] == "estimated" else ""
+    return f"{mark}{prompt}/{trace['output_tokens']}"
+
+
+def _cost(value: float | None) -> str:
+    return "unpriced" if value is None else f"${value:.6f}"
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}ms"
+
+
+@click.group()
+def traces() -> None:
+    """List and inspect traces."""
+
+
+@traces.command("list")
+@click.option(
+    "--since",
+    type=SinceType(),
+    default=None,
+    help="Only traces newer than this (30m, 24h, 7d or an ISO date).",
+)
+@click.option("--model", default=None, help="Only traces of this model.")
+@click.option("--user", default=None, help="Only traces of this end user.")
+@click.option(
+    "--limit",
+    type=click.IntRange(1, 10_000),
+    default=20,
+    show_default=True,
+    help="Number of traces to show.",
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print JSON lines, one trace per line."
+)
+@config_option
+def list_traces(
+    since: datetime | None,
+    model: str | None,
+    user: str | None,
+    limit: int,
+    as_json: bool,
+    config_path: Path | None,
+) -> None:
+    """List the newest traces."""
+    rows = _store(config_path).list(since=since, model=model, user=user, limit=limit)
+    if as_json:
+        for row in rows:
+            click.echo(_json(row))
+        return
+    click.echo(
+        f"{'TRACE':32}  {'TIME':19}  {'MODEL':20} {'STATUS':6} {'TOKENS':>12} "
+        f"{'LATENCY':>8} {'TTFT':>7} {'COST':>12}"
+    )
+    for row in rows:
+        click.echo(
+            f"{row['id']:32}  {row['started_at']:%Y-%m-%d %H:%M:%S}  {(row['model'] or '-')[:20]:20} "
+            f"{row['http_status']:<6} {_tokens(row):>12} {_ms(row['latency_ms']):>8} "
+            f"{_ms(row['ttft_ms']):>7} {_cost(row['cost_usd']):>12}"
+        )
+
+
+@traces.command("show")
+@click.argument("trace_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the trace as JSON.")
+@config_option
+def show_trace(trace_id: str, as_json: bool, config_path: Path | None) -> None:
+    """Show one trace, by trace id or request id, with its spans."""
+    trace = _store(config_path).get(trace_id)
+    if trace is None:
+        raise click.ClickException(f"no trace with id {trace_id!r}")
+    if as_json:
+        click.echo(_json(trace))
+        return
+    fields = [
+        ("trace", trace["id"]),
+        ("request", trace["request_id"]),
+        ("time", f"{trace['started_at']:%Y-%m-%d %H:%M:%S.%f}"[:-3]),
+        ("route", trace["route"]),
+        (
+            "model",
+            f"{trace['model']} via {trace['deployment']} ({trace['provider']}:"
+            f" {trace['upstream_model']})",
+        ),
+        ("key", f"{trace['key_name']} (team {trace['team'] or '-'})"),
+        (
+            "status",
+            f"{trace['http_status']} {trace['status']}"
+            + (
+                f": {trace['error_type']}: {trace['error_message']}"
+                if trace["error_type"]
+                else ""
+            ),
+        ),
+        ("stream", "yes" if trace["stream"] else "no"),
+        ("latency", _ms(trace["latency_ms"])),
+        ("ttft", _ms(trace["ttft_ms"])),
+        ("tokens", _token_detail(trace)),
+        (
+            "cost",
+            f"{_cost(trace['cost_usd'])} (price table {trace['price_table_version'] or '-'})",
+        ),
+        ("user", trace["user"] or "-"),
+        ("use case", trace["use_case"] or "-"),
+        ("segment", trace["segment"] or "-"),
+        ("prompt", trace["prompt"] or "-"),
+        ("tags", ", ".join(trace["tags"] or []) or "-"),
+    ]
+    for label, value in fields:
+        click.echo(f"{label:10} {value}")
+    click.echo("spans:")
+    for span in trace["spans"]:
+        duration = "clock skew" if span["clock_skew"] else _ms(span["duration_ms"])
+        error = f"  {span['error']}" if span["error"] else ""
+        click.echo(f"  {span['name']:12} {duration:>10}  {span['status']}{error}")
+    for label, key in (("request", "request_body"), ("response", "response_body")):
+        if trace[key] is not None:
+            size = f" ({trace[key.replace('body', 'size')]} bytes" + (
+                ", truncated)" if trace[key.replace("body", "truncated")] else ")"
+            )
+            click.echo(f"{label}{size}:")
+            click.echo(f"  {trace[key]}")
+
+
+def _token_detail(trace: dict[str, Any]) -> str:
+    if trace["input_tokens"] is None:
+        return "-"
+    source = trace["usage_source"]
+    if source == "estimated":
+        source += f" with {trace['usage_tokenizer']}"
+    return (
+        f"input {trace['input_tokens']}, cache read {trace['cache_read_tokens']}, "
+        f"cache write {trace['cache_write_tokens']}, output {trace['output_tokens']} "
+        f"(reasoning {trace['reasoning_tokens']}); {source}"
+    )
+
+
+@click.command()
+@click.option(
+    "--by",
+    type=click.Choice(sorted(USAGE_GROUPS)),
+    default="model",
+    show_default=True,
+    help="Group the sums by this field.",
+)
+@click.option(
+    "--since",
+    type=SinceType(),
+    default=None,
+    help="Only traces newer than this (30m, 24h, 7d or an ISO date).",
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print JSON lines, one group per line."
+)
+@config_option
+def usage(
+    by: str, since: datetime | None, as_json: bool, config_path: Path | None
+) -> None:
+    """Sum requests, tokens and cost per model, key, user, use case or segment."""
+    rows = _store(config_path).usage(by=by, since=since)
+    if as_json:
+        for row in rows:
+            click.echo(_json(_usage_dict(by, row)))
+        return
+    click.echo(
+        f"{by.upper():24} {'REQUESTS':>9} {'ERRORS':>7} {'INPUT':>10} {'CACHED':>10} "
+        f"{'OUTPUT':>10} {'COST':>14}"
+    )
+    for row in rows:
+        cost = f"${row.cost_usd:.6f}" + ("*" if row.unpriced else "")
+        click.echo(
+            f"{(row.group or '-')[:24]:24} {row.requests:>9} {row.errors:>7} {row.input_tokens:>10} "
+            f"{row.cache_read_tokens + row.cache_write_tokens:>10} {row.output_tokens:>10} {cost:>14}"
+        )
+    if any(row.unpriced for row in rows):
+        click.echo(
+            "* includes requests of models with no price, counted as unknown cost"
+        )
+
+
+def _usage_dict(by: str, row: UsageRow) -> dict[str, Any]:
+    data = asdict(row)
+    data[by] = data.pop("group")
+    return data

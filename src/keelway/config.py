@@ -1,0 +1,207 @@
+"""The YAML configuration file and its validation.
+
+Values of the form ``${NAME}`` are read from the environment when the file
+loads, so secrets stay out of the file. Errors name the path of the bad field
+(``models.gpt-4o.deployments[0].base_url``) and what was expected.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from keelway.home import keelway_home
+
+PayloadMode = Literal["full", "metadata_only", "none"]
+
+_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class ConfigError(Exception):
+    """The configuration file is missing, unreadable or invalid."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Timeouts(_Strict):
+    """Seconds to wait on an upstream: to connect, and for the whole call."""
+
+    connect: float = Field(5.0, gt=0)
+    total: float = Field(600.0, gt=0)
+
+
+class PriceOverride(_Strict):
+    """USD per million tokens, replacing the shipped price table's entry."""
+
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+    cached_input: float | None = Field(None, ge=0)
+    cache_write: float | None = Field(None, ge=0)
+
+
+class DeploymentConfig(_Strict):
+    """One upstream that serves a model: a provider, its model and credentials."""
+
+    provider: str = Field(min_length=1)
+    model: str = Field(min_length=1)
+    name: str | None = None
+    base_url: str | None = None
+    api_key: str | None = Field(None, repr=False)
+    api_version: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict, repr=False)
+    timeout: Timeouts = Timeouts()
+    max_connections: int = Field(100, ge=1)
+    price: PriceOverride | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("base_url")
+    @classmethod
+    def _check_base_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("expected an http:// or https:// URL")
+        return value.rstrip("/") if value else value
+
+
+class ModelGroup(_Strict):
+    """A public model name and the deployments that serve it."""
+
+    deployments: list[DeploymentConfig] = Field(min_length=1)
+
+
+class ServerConfig(_Strict):
+    """Where the gateway listens and how much it accepts."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(4000, ge=0, le=65535)
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class DatabaseConfig(_Strict):
+    """The store. ``url`` is a SQLAlchemy URL; empty means SQLite in KEELWAY_HOME."""
+
+    url: str | None = None
+
+
+class TracingConfig(_Strict):
+    """How traces are kept and written."""
+
+    payloads: PayloadMode = "full"
+    max_payload_bytes: int = Field(64 * 1024, ge=256)
+    queue_size: int = Field(10_000, ge=1)
+    batch_size: int = Field(500, ge=1)
+    when_full: Literal["wait", "drop"] = "wait"
+
+
+class AuthConfig(_Strict):
+    """How virtual keys are checked."""
+
+    key_cache_seconds: float = Field(1.0, ge=0)
+
+
+class PricingConfig(_Strict):
+    """Per-model price overrides in USD per million tokens."""
+
+    overrides: dict[str, PriceOverride] = Field(default_factory=dict)
+
+
+class Config(_Strict):
+    """The whole keelway configuration."""
+
+    server: ServerConfig = ServerConfig()
+    database: DatabaseConfig = DatabaseConfig()
+    tracing: TracingConfig = TracingConfig()
+    auth: AuthConfig = AuthConfig()
+    pricing: PricingConfig = PricingConfig()
+    models: dict[str, ModelGroup] = Field(default_factory=dict)
+
+    def database_url(self) -> str:
+        """Return the configured database URL or the SQLite file in KEELWAY_HOME."""
+        if self.database.url:
+            return self.database.url
+        return f"sqlite:///{keelway_home() / 'keelway.db'}"
+
+
+def _expand(value: Any, path: str) -> Any:
+    if isinstance(value, str):
+
+        def substitute(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in os.environ:
+                raise ConfigError(
+                    f"{path}: environment variable {name} is not set"
+                    f" (referenced as ${{{name}}})"
+                )
+            return os.environ[name]
+
+        return _ENV_REFERENCE.sub(substitute, value)
+    if isinstance(value, dict):
+        return {
+            k: _expand(v, f"{path}.{k}" if path else str(k)) for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_expand(v, f"{path}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+def _field_path(location: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in location:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+    return path or "(top level)"
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        given = item.get("input")
+        shown = "" if isinstance(given, dict | list) else f", got {given!r}"
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            message = "unknown field"
+        lines.append(f"{_field_path(item['loc'])}: {message}{shown}")
+    return "; ".join(lines)
+
+
+def parse_config(data: Any, source: str = "config") -> Config:
+    """Validate a loaded YAML document into a :class:`Config`."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level")
+    try:
+        return Config.model_validate(_expand(data, ""))
+    except ValidationError as error:
+        raise ConfigError(f"{source}: {_describe(error)}") from None
+
+
+def load_config(path: Path | None) -> Config:
+    """Read and validate the config file; no path means the built-in default."""
+    if path is None:
+        return parse_config(yaml.safe_load(default_config_text()), "default config")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"cannot read config file {path}: {error}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: invalid YAML: {error}") from None
+    return parse_config(data, str(path))
+
+
+def default_config_text() -> str:
+    """Return the commented default config that ``keelway init`` writes."""
+    return (Path(__file__).parent / "default_config.yaml").read_text(encoding="utf-8")

@@ -1,0 +1,84 @@
+"""The Anthropic-compatible ``POST /v1/messages`` route.
+
+Requests are translated to the OpenAI shape that every provider adapter
+takes, so any model keelway serves answers Anthropic's SDK, and answers and
+stream events are translated back.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.background import BackgroundTask
+from starlette.requests import Request
+from starlette.responses import Response
+
+from keelway.gateway.errors import GatewayError
+from keelway.gateway.pipeline import Call, Pipeline
+from keelway.gateway.responses import error_response, json_response, sse
+from keelway.gateway.schemas import MessagesRequest, validate
+from keelway.gateway.streaming import stream_response
+from keelway.providers.anthropic_format import (
+    ChatToMessagesStream,
+    chat_response_to_messages,
+    messages_request_to_chat,
+)
+from keelway.providers.base import ChatChunk
+from keelway.providers.errors import UnsupportedRequest
+from keelway.tracing.stream import StreamAssembler
+from keelway.tracing.usage import Usage
+
+
+def _check_messages(body: dict[str, Any]) -> None:
+    validate(MessagesRequest, body)
+
+
+def _translated(call: Call, pipeline: Pipeline) -> Call:
+    try:
+        chat_body = messages_request_to_chat(call.body)
+    except UnsupportedRequest as error:
+        raise pipeline.translate(error, call.deployment) from None
+    return Call(call.trace, call.caller, chat_body, call.deployment)
+
+
+async def messages(request: Request) -> Response:
+    """POST /v1/messages."""
+    pipeline: Pipeline = request.app.state.pipeline
+    trace = pipeline.begin(request, "messages")
+    try:
+        call = _translated(
+            await pipeline.admit(request, trace, _check_messages, "chat"), pipeline
+        )
+        model = str(call.body["model"])
+        if trace.stream:
+            return await stream_response(pipeline, call, _AnthropicEncoder(model))
+        result = await pipeline.call(call, call.deployment.provider.chat)
+    except GatewayError as error:
+        traced = pipeline.reject(trace, error)
+        background = BackgroundTask(pipeline.submit, trace) if traced else None
+        return error_response(error, "anthropic", background=background)
+    answer = chat_response_to_messages(result.body, model)
+    pipeline.finish(
+        trace, usage=result.usage, response=answer, deployment=call.deployment
+    )
+    return json_response(answer, background=BackgroundTask(pipeline.submit, trace))
+
+
+class _AnthropicEncoder:
+    """Chunks as Anthropic stream events."""
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+        self.translator = ChatToMessagesStream(model)
+
+    def chunk(self, chunk: ChatChunk) -> list[bytes]:
+        return [sse(data, event) for event, data in self.translator.feed(chunk.data)]
+
+    def end(self, usage: Usage | None) -> list[bytes]:
+        return [sse(data, event) for event, data in self.translator.finish(usage)]
+
+    def error(self, failure: GatewayError) -> bytes:
+        return sse(failure.anthropic_body(), "error")
+
+    def response(self, assembler: StreamAssembler) -> dict[str, Any]:
+        return chat_response_to_messages(assembler.completion(), self.model)

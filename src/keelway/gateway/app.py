@@ -1,0 +1,126 @@
+"""The ASGI application and its lifespan."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from keelway import __version__
+from keelway.config import Config
+from keelway.gateway import anthropic_routes, health, openai_routes
+from keelway.gateway.auth import Authenticator
+from keelway.gateway.errors import GatewayError, MethodNotAllowed, RouteNotFound
+from keelway.gateway.pipeline import Pipeline
+from keelway.gateway.responses import error_response
+from keelway.monitoring.metrics import Metrics
+from keelway.routing import Router
+from keelway.store.database import Database
+from keelway.store.keys import KeyStore
+from keelway.tracing.pricing import PriceTable
+from keelway.tracing.writer import TraceWriter
+
+log = logging.getLogger(__name__)
+
+
+def create_app(config: Config, database: Database) -> FastAPI:
+    """Build the gateway app over a migrated store."""
+    metrics = Metrics()
+    tracing = config.tracing
+    writer = TraceWriter(
+        database,
+        metrics,
+        queue_size=tracing.queue_size,
+        batch_size=tracing.batch_size,
+        when_full=tracing.when_full,
+    )
+    router = Router.from_config(config)
+    pipeline = Pipeline(
+        config,
+        router,
+        Authenticator(KeyStore(database), config.auth.key_cache_seconds),
+        PriceTable.load(config.pricing.overrides),
+        metrics,
+        writer,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await writer.start()
+        await router.start()
+        log.info("gateway started with %d models", len(router.groups))
+        try:
+            yield
+        finally:
+            await writer.stop()
+            await router.close()
+            log.info("gateway stopped")
+
+    app = FastAPI(
+        title="keelway",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.pipeline = pipeline
+    app.state.database = database
+    app.state.started_at = time.time()
+    _add_routes(app)
+    _add_error_handlers(app)
+    return app
+
+
+def _add_routes(app: FastAPI) -> None:
+    for prefix in ("/v1", ""):
+        app.add_api_route(
+            f"{prefix}/chat/completions",
+            openai_routes.chat_completions,
+            methods=["POST"],
+        )
+        app.add_api_route(
+            f"{prefix}/embeddings", openai_routes.embeddings, methods=["POST"]
+        )
+        app.add_api_route(
+            f"{prefix}/models", openai_routes.list_models, methods=["GET"]
+        )
+    app.add_api_route("/v1/messages", anthropic_routes.messages, methods=["POST"])
+    app.add_api_route("/healthz", health.healthz, methods=["GET"])
+    app.add_api_route("/readyz", health.readyz, methods=["GET"])
+    app.add_api_route("/metrics", health.metrics, methods=["GET"])
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    async def http_error(request: Request, error: Exception) -> Response:
+        status = error.status_code if isinstance(error, HTTPException) else 500
+        if status == 404:
+            return error_response(RouteNotFound(f"no route {request.url.path!r}"))
+        if status == 405:
+            return error_response(
+                MethodNotAllowed(
+                    f"{request.method} is not allowed on {request.url.path!r}"
+                )
+            )
+        detail = error.detail if isinstance(error, HTTPException) else "request failed"
+        return error_response(GatewayError(str(detail), status=status))
+
+    async def unexpected(request: Request, error: Exception) -> Response:
+        log.error(
+            "unhandled error on %s %s: %s",
+            request.method,
+            request.url.path,
+            error.__class__.__name__,
+            exc_info=error,
+        )
+        return error_response(
+            GatewayError("internal error in keelway; the log has the details")
+        )
+
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(Exception, unexpected)

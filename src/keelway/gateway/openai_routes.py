@@ -1,0 +1,121 @@
+"""OpenAI-compatible routes: chat completions, embeddings and the model list."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.background import BackgroundTask
+from starlette.requests import Request
+from starlette.responses import Response
+
+from keelway.gateway.errors import GatewayError
+from keelway.gateway.pipeline import Pipeline
+from keelway.gateway.responses import error_response, json_response, sse
+from keelway.gateway.schemas import ChatCompletionRequest, EmbeddingRequest, validate
+from keelway.gateway.streaming import stream_response
+from keelway.providers.base import ChatChunk
+from keelway.tracing.stream import StreamAssembler
+from keelway.tracing.usage import Usage
+
+
+def _pipeline(request: Request) -> Pipeline:
+    pipeline: Pipeline = request.app.state.pipeline
+    return pipeline
+
+
+def _check_chat(body: dict[str, Any]) -> None:
+    validate(ChatCompletionRequest, body)
+
+
+def _check_embedding(body: dict[str, Any]) -> None:
+    validate(EmbeddingRequest, body)
+
+
+async def chat_completions(request: Request) -> Response:
+    """POST /v1/chat/completions."""
+    pipeline = _pipeline(request)
+    trace = pipeline.begin(request, "chat")
+    try:
+        call = await pipeline.admit(request, trace, _check_chat, "chat")
+        if trace.stream:
+            return await stream_response(pipeline, call, _OpenAIEncoder())
+        result = await pipeline.call(call, call.deployment.provider.chat)
+    except GatewayError as error:
+        traced = pipeline.reject(trace, error)
+        background = BackgroundTask(pipeline.submit, trace) if traced else None
+        return error_response(error, background=background)
+    pipeline.finish(
+        trace, usage=result.usage, response=result.body, deployment=call.deployment
+    )
+    return json_response(result.body, background=BackgroundTask(pipeline.submit, trace))
+
+
+class _OpenAIEncoder:
+    """Chunks as OpenAI SSE events, ending with ``[DONE]``."""
+
+    def chunk(self, chunk: ChatChunk) -> list[bytes]:
+        return [sse(chunk.data)] if chunk.forward else []
+
+    def end(self, usage: Usage | None) -> list[bytes]:
+        return [b"data: [DONE]\n\n"]
+
+    def error(self, failure: GatewayError) -> bytes:
+        # Headers are sent, so the error travels as a final event, as OpenAI does.
+        return sse(failure.openai_body())
+
+    def response(self, assembler: StreamAssembler) -> dict[str, Any]:
+        return assembler.completion()
+
+
+async def embeddings(request: Request) -> Response:
+    """POST /v1/embeddings."""
+    pipeline = _pipeline(request)
+    trace = pipeline.begin(request, "embeddings")
+    try:
+        call = await pipeline.admit(request, trace, _check_embedding, "embeddings")
+        result = await pipeline.call(call, call.deployment.provider.embed)
+    except GatewayError as error:
+        traced = pipeline.reject(trace, error)
+        background = BackgroundTask(pipeline.submit, trace) if traced else None
+        return error_response(error, background=background)
+    pipeline.finish(
+        trace,
+        usage=result.usage,
+        response=_without_vectors(result.body),
+        deployment=call.deployment,
+    )
+    return json_response(result.body, background=BackgroundTask(pipeline.submit, trace))
+
+
+def _without_vectors(body: dict[str, Any]) -> dict[str, Any]:
+    """Keep an embeddings answer's shape for the trace, not its vectors."""
+    data = body.get("data")
+    if not isinstance(data, list):
+        return body
+    items = []
+    for item in data:
+        vector = item.get("embedding") if isinstance(item, dict) else None
+        size = len(vector) if isinstance(vector, list | str) else 0
+        items.append(
+            {
+                "index": item.get("index") if isinstance(item, dict) else None,
+                "embedding_length": size,
+            }
+        )
+    return {**body, "data": items}
+
+
+async def list_models(request: Request) -> Response:
+    """GET /v1/models: the models this key may use."""
+    pipeline = _pipeline(request)
+    try:
+        caller = await pipeline.auth.authenticate(request)
+    except GatewayError as error:
+        return error_response(error)
+    created = int(request.app.state.started_at)
+    models = [
+        {"id": name, "object": "model", "created": created, "owned_by": "keelway"}
+        for name in pipeline.router.groups
+        if caller.allows(name)
+    ]
+    return json_response({"object": "list", "data": models})

@@ -1,0 +1,135 @@
+"""Validation of request bodies.
+
+Only the fields keelway reads or that must be well-formed are declared; every
+other field is allowed and passed through to OpenAI-compatible upstreams.
+Validation is strict (no string-to-number coercion), as OpenAI's is.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from keelway.gateway.errors import InvalidField
+
+JSONObject = dict[str, Any]
+
+
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True)
+
+
+class ChatMessage(_Open):
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
+    content: str | list[JSONObject] | None = None
+    name: str | None = None
+    tool_calls: list[JSONObject] | None = None
+    tool_call_id: str | None = None
+
+
+class FunctionSpec(_Open):
+    name: str = Field(min_length=1)
+    description: str | None = None
+    parameters: JSONObject | None = None
+
+
+class ToolSpec(_Open):
+    type: Literal["function"]
+    function: FunctionSpec
+
+
+class StreamOptions(_Open):
+    include_usage: bool | None = None
+
+
+class ChatCompletionRequest(_Open):
+    model: str = Field(min_length=1)
+    messages: list[ChatMessage] = Field(min_length=1)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    n: int | None = Field(None, ge=1, le=16)
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, ge=0, le=1)
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    user: str | None = None
+    tools: list[ToolSpec] | None = None
+    tool_choice: str | JSONObject | None = None
+    response_format: JSONObject | None = None
+    metadata: JSONObject | None = None
+
+
+class EmbeddingRequest(_Open):
+    model: str = Field(min_length=1)
+    input: str | list[str] | list[int] | list[list[int]]
+    encoding_format: Literal["float", "base64"] | None = None
+    dimensions: int | None = Field(None, ge=1)
+    user: str | None = None
+    metadata: JSONObject | None = None
+
+
+class MessagesRequest(_Open):
+    """An Anthropic Messages API request."""
+
+    model: str = Field(min_length=1)
+    messages: list[JSONObject] = Field(min_length=1)
+    max_tokens: int = Field(ge=1)
+    system: str | list[JSONObject] | None = None
+    stream: bool = False
+    stop_sequences: list[str] | None = None
+    temperature: float | None = Field(None, ge=0, le=1)
+    top_p: float | None = Field(None, ge=0, le=1)
+    top_k: int | None = Field(None, ge=0)
+    tools: list[JSONObject] | None = None
+    tool_choice: JSONObject | None = None
+    metadata: JSONObject | None = None
+
+
+def _location(location: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in location:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part in ("str", "list[dict[str,any]]", "function-after"):
+            continue
+        else:
+            path += f".{part}" if path else str(part)
+    return path
+
+
+def validate(schema: type[BaseModel], body: JSONObject) -> None:
+    """Check ``body`` against ``schema``, raising InvalidField naming the field."""
+    try:
+        schema.model_validate(body)
+    except ValidationError as error:
+        first = error.errors(include_url=False, include_input=False)[0]
+        param = _location(first["loc"])
+        given = _given(body, first["loc"])
+        message = (
+            f"invalid value for {param!r}: {first['msg']}" if param else first["msg"]
+        )
+        if first["type"] == "missing":
+            message = f"missing required field {param!r}"
+        elif given is not None:
+            message += f" (got {given})"
+        count = error.error_count()
+        if count > 1:
+            message += f"; {count - 1} more error(s)"
+        raise InvalidField(message, param=param or None) from None
+
+
+def _given(body: Any, location: tuple[int | str, ...]) -> str | None:
+    value = body
+    for part in location:
+        try:
+            value = value[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return (
+        type(value).__name__
+        if not isinstance(value, bool | int | float)
+        else repr(value)
+    )

@@ -1,0 +1,126 @@
+"""Relaying a provider's stream to the client, and tracing it even when cut short."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any, Protocol
+
+import anyio
+
+from keelway.gateway.errors import GatewayError
+from keelway.gateway.pipeline import Call, Pipeline, estimate_stream_usage
+from keelway.gateway.responses import SSEResponse
+from keelway.providers.base import ChatChunk
+from keelway.providers.errors import ProviderError
+from keelway.tracing.stream import StreamAssembler
+from keelway.tracing.usage import Usage
+
+# The status nginx made common for a client that closed the connection.
+CLIENT_CLOSED = 499
+
+
+class StreamEncoder(Protocol):
+    """Turns OpenAI chunks into the wire format of the route."""
+
+    def chunk(self, chunk: ChatChunk) -> list[bytes]:
+        """Encode one chunk for the client."""
+        ...
+
+    def end(self, usage: Usage | None) -> list[bytes]:
+        """Encode the end of a stream that finished normally."""
+        ...
+
+    def error(self, failure: GatewayError) -> bytes:
+        """Encode an error that happened after the headers were sent."""
+        ...
+
+    def response(self, assembler: StreamAssembler) -> dict[str, Any]:
+        """Return the whole answer, as the trace stores it."""
+        ...
+
+
+async def stream_response(
+    pipeline: Pipeline, call: Call, encoder: StreamEncoder
+) -> SSEResponse:
+    """Start the provider's stream and answer with an SSE response.
+
+    The first chunk is awaited before the response starts, so an upstream
+    that fails at once gets a proper HTTP status rather than an error event.
+    """
+    started = time.perf_counter()
+    chunks = call.deployment.provider.chat_stream(call.upstream_body())
+    first = await pipeline.first_chunk(call, chunks, started)
+    return SSEResponse(_relay(pipeline, call, encoder, first, chunks, started))
+
+
+async def _relay(
+    pipeline: Pipeline,
+    call: Call,
+    encoder: StreamEncoder,
+    first: ChatChunk | None,
+    chunks: AsyncIterator[ChatChunk],
+    started: float,
+) -> AsyncIterator[bytes]:
+    trace = call.trace
+    assembler = StreamAssembler()
+    usage: Usage | None = None
+    failure: GatewayError | None = None
+    status = 200
+    try:
+        pending = [first] if first is not None else []
+        while True:
+            chunk = pending.pop() if pending else await anext(chunks)
+            if chunk.usage is not None:
+                usage = chunk.usage
+            if assembler.add(chunk.data) and trace.ttft_ms is None:
+                trace.ttft_ms = (time.perf_counter() - trace.started) * 1000
+            for data in encoder.chunk(chunk):
+                yield data
+    except StopAsyncIteration:
+        # Backpressure from a full trace queue lands here, before the last bytes.
+        await pipeline.writer.wait_for_room()
+        for data in encoder.end(usage):
+            yield data
+    except ProviderError as error:
+        failure = pipeline.translate(error, call.deployment)
+        status = failure.status
+        yield encoder.error(failure)
+    except (asyncio.CancelledError, GeneratorExit):
+        status = CLIENT_CLOSED
+        trace.attributes = {**(trace.attributes or {}), "client_closed": True}
+        raise
+    finally:
+        # The client may be gone: shield the clean-up from that cancellation
+        # so the trace of an aborted stream is still completed and queued.
+        with anyio.CancelScope(shield=True):
+            await _close(chunks)
+        trace.span(
+            "provider",
+            started,
+            time.perf_counter(),
+            status="ok" if failure is None else "error",
+            error=failure.message if failure else None,
+            attributes={"deployment": call.deployment.name, "stream": True},
+        )
+        pipeline.finish(
+            trace,
+            status=status,
+            usage=usage or estimate_stream_usage(call, assembler),
+            response=encoder.response(assembler),
+            error=failure,
+            deployment=call.deployment,
+        )
+        pipeline.writer.enqueue(trace)
+
+
+async def _close(chunks: AsyncIterator[ChatChunk]) -> None:
+    close = getattr(chunks, "aclose", None)
+    if close is None:
+        return
+    try:
+        await close()
+    except (ProviderError, RuntimeError):
+        # The stream already failed or was never started; nothing to release.
+        return

@@ -1,0 +1,1 @@
+"""Metrics, and later drift, alerts and user feedback."""

@@ -1,0 +1,106 @@
+"""Tables of the store. Schema changes go through Alembic revisions only."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class ApiKey(Base):
+    """A virtual API key. Only the SHA-256 of the secret is kept."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    key_prefix: Mapped[str] = mapped_column(String(16))
+    team: Mapped[str | None] = mapped_column(String(200))
+    models: Mapped[list[str] | None] = mapped_column(JSON)
+    payloads: Mapped[str | None] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Trace(Base):
+    """One request through the gateway, with its usage, cost and payloads."""
+
+    __tablename__ = "traces"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(64))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    route: Mapped[str] = mapped_column(String(40))
+    model: Mapped[str | None] = mapped_column(String(200), index=True)
+    deployment: Mapped[str | None] = mapped_column(String(200))
+    provider: Mapped[str | None] = mapped_column(String(40))
+    upstream_model: Mapped[str | None] = mapped_column(String(200))
+    key_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    key_name: Mapped[str | None] = mapped_column(String(200))
+    team: Mapped[str | None] = mapped_column(String(200), index=True)
+    user: Mapped[str | None] = mapped_column(String(200), index=True)
+    use_case: Mapped[str | None] = mapped_column(String(200), index=True)
+    segment: Mapped[str | None] = mapped_column(String(200), index=True)
+    prompt: Mapped[str | None] = mapped_column(String(200), index=True)
+    tags: Mapped[list[str] | None] = mapped_column(JSON)
+    attributes: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    stream: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(20))
+    http_status: Mapped[int] = mapped_column(Integer)
+    error_type: Mapped[str | None] = mapped_column(String(100))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    input_tokens: Mapped[int | None] = mapped_column(Integer)
+    cache_read_tokens: Mapped[int | None] = mapped_column(Integer)
+    cache_write_tokens: Mapped[int | None] = mapped_column(Integer)
+    output_tokens: Mapped[int | None] = mapped_column(Integer)
+    reasoning_tokens: Mapped[int | None] = mapped_column(Integer)
+    usage_source: Mapped[str | None] = mapped_column(String(20))
+    usage_tokenizer: Mapped[str | None] = mapped_column(String(100))
+    cost_usd: Mapped[float | None] = mapped_column(Float)
+    price_table_version: Mapped[str | None] = mapped_column(String(100))
+    latency_ms: Mapped[float] = mapped_column(Float)
+    ttft_ms: Mapped[float | None] = mapped_column(Float)
+    payloads: Mapped[str] = mapped_column(String(20))
+    request_body: Mapped[str | None] = mapped_column(Text)
+    request_size: Mapped[int | None] = mapped_column(Integer)
+    request_truncated: Mapped[bool] = mapped_column(Boolean, default=False)
+    response_body: Mapped[str | None] = mapped_column(Text)
+    response_size: Mapped[int | None] = mapped_column(Integer)
+    response_truncated: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Span(Base):
+    """One step of a trace: auth, a provider call, and later pipeline steps."""
+
+    __tablename__ = "spans"
+    __table_args__ = (Index("ix_spans_trace_id", "trace_id"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    trace_id: Mapped[str] = mapped_column(ForeignKey("traces.id", ondelete="CASCADE"))
+    parent_id: Mapped[str | None] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(100))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # None when the span ended before it started, so percentiles skip it.
+    duration_ms: Mapped[float | None] = mapped_column(Float)
+    clock_skew: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(20))
+    error: Mapped[str | None] = mapped_column(Text)
+    attributes: Mapped[dict[str, Any] | None] = mapped_column(JSON)

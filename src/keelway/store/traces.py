@@ -1,0 +1,140 @@
+"""Reading traces back: listing, one trace with its spans, and usage sums."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import case, func, select
+
+from keelway.store.database import Database
+from keelway.store.models import Span, Trace
+
+USAGE_GROUPS = {
+    "model": Trace.model,
+    "key": Trace.key_name,
+    "user": Trace.user,
+    "use_case": Trace.use_case,
+    "segment": Trace.segment,
+    "team": Trace.team,
+    "deployment": Trace.deployment,
+}
+
+
+def trace_dict(trace: Trace) -> dict[str, Any]:
+    """Return every column of a trace as a plain dict."""
+    return {
+        column.name: getattr(trace, column.key) for column in Trace.__table__.columns
+    }
+
+
+def span_dict(span: Span) -> dict[str, Any]:
+    """Return every column of a span as a plain dict."""
+    return {column.name: getattr(span, column.key) for column in Span.__table__.columns}
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRow:
+    """Tokens and cost summed over one group of traces."""
+
+    group: str | None
+    requests: int
+    errors: int
+    input_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    output_tokens: int
+    reasoning_tokens: int
+    cost_usd: float
+    unpriced: int
+
+
+class TraceStore:
+    """Domain verbs for reading traces."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    def list(
+        self,
+        *,
+        since: datetime | None = None,
+        model: str | None = None,
+        user: str | None = None,
+        limit: int = 50,
+    ) -> list[dict[str, Any]]:
+        """Return the newest traces matching every filter given."""
+        query = select(Trace).order_by(Trace.started_at.desc()).limit(limit)
+        if since is not None:
+            query = query.where(Trace.started_at >= since)
+        if model is not None:
+            query = query.where(Trace.model == model)
+        if user is not None:
+            query = query.where(Trace.user == user)
+        with self.database.session() as session:
+            return [trace_dict(row) for row in session.scalars(query)]
+
+    def get(self, trace_id: str) -> dict[str, Any] | None:
+        """Return one trace by id or request id, with its spans, or None."""
+        with self.database.session() as session:
+            trace = session.get(Trace, trace_id) or session.scalar(
+                select(Trace).where(Trace.request_id == trace_id).limit(1)
+            )
+            if trace is None:
+                return None
+            spans = session.scalars(
+                select(Span).where(Span.trace_id == trace.id).order_by(Span.started_at)
+            )
+            result = trace_dict(trace)
+            result["spans"] = [span_dict(span) for span in spans]
+            return result
+
+    def count(self) -> int:
+        """Return the number of stored traces."""
+        with self.database.session() as session:
+            return int(session.scalar(select(func.count()).select_from(Trace)) or 0)
+
+    def usage(self, by: str = "model", since: datetime | None = None) -> list[UsageRow]:
+        """Sum tokens and cost per group, the costliest group first."""
+        column = USAGE_GROUPS[by]
+        cost = func.coalesce(func.sum(Trace.cost_usd), 0.0)
+        query = (
+            select(
+                column,
+                func.count(),
+                func.sum(case((Trace.status != "ok", 1), else_=0)),
+                func.coalesce(func.sum(Trace.input_tokens), 0),
+                func.coalesce(func.sum(Trace.cache_read_tokens), 0),
+                func.coalesce(func.sum(Trace.cache_write_tokens), 0),
+                func.coalesce(func.sum(Trace.output_tokens), 0),
+                func.coalesce(func.sum(Trace.reasoning_tokens), 0),
+                cost,
+                func.sum(
+                    case(
+                        (Trace.cost_usd.is_(None) & Trace.input_tokens.isnot(None), 1),
+                        else_=0,
+                    )
+                ),
+            )
+            .group_by(column)
+            .order_by(cost.desc())
+        )
+        if since is not None:
+            query = query.where(Trace.started_at >= since)
+        with self.database.session() as session:
+            return [
+                UsageRow(
+                    group=row[0],
+                    requests=int(row[1]),
+                    errors=int(row[2] or 0),
+                    input_tokens=int(row[3]),
+                    cache_read_tokens=int(row[4]),
+                    cache_write_tokens=int(row[5]),
+                    output_tokens=int(row[6]),
+                    reasoning_tokens=int(row[7]),
+                    cost_usd=float(row[8]),
+                    unpriced=int(row[9] or 0),
+                )
+                for row in session.execute(query)
+            ]

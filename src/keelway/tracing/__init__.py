@@ -1,0 +1,1 @@
+"""Traces, spans, token usage and cost."""

@@ -1,0 +1,172 @@
+"""The batch writer that takes traces off the hot path.
+
+Requests hand finished traces to a bounded asyncio queue; one task drains it
+in batches and inserts each batch in a single transaction on a worker thread.
+When the queue is full, requests wait for room by default, so load slows the
+gateway down instead of losing traces. ``when_full: drop`` trades that for
+latency: drops are counted and logged. On shutdown the queue is drained.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Literal
+
+from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from keelway.monitoring.metrics import Metrics
+from keelway.store.database import Database
+from keelway.store.models import Span, Trace
+from keelway.tracing.records import TraceRecord
+
+log = logging.getLogger(__name__)
+
+RETRY_DELAYS = (0.05, 0.2, 0.5, 1.0, 2.0, 5.0)
+DROP_LOG_INTERVAL = 10.0
+
+
+class TraceWriter:
+    """Bounded queue plus batch writer for traces and their spans."""
+
+    def __init__(
+        self,
+        database: Database,
+        metrics: Metrics,
+        *,
+        queue_size: int = 10_000,
+        batch_size: int = 500,
+        when_full: Literal["wait", "drop"] = "wait",
+    ) -> None:
+        self.database = database
+        self.metrics = metrics
+        self.batch_size = batch_size
+        self.when_full = when_full
+        self.queue: asyncio.Queue[TraceRecord] = asyncio.Queue(queue_size)
+        self.dropped = 0
+        self._last_drop_log = 0.0
+        self._task: asyncio.Task[None] | None = None
+        self._pending: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        """Start the writer task."""
+        self._task = asyncio.create_task(self._run(), name="keelway-trace-writer")
+
+    async def submit(self, trace: TraceRecord) -> None:
+        """Queue a trace, waiting for room unless the writer drops when full."""
+        if self.when_full == "wait":
+            await self.queue.put(trace)
+            return
+        try:
+            self.queue.put_nowait(trace)
+        except asyncio.QueueFull:
+            self._count_drop(trace)
+
+    def enqueue(self, trace: TraceRecord) -> None:
+        """Queue a trace without waiting, for code that must not suspend.
+
+        A full queue in ``wait`` mode hands the trace to a task that waits for
+        room, so it is still written; :meth:`stop` waits for those tasks.
+        """
+        try:
+            self.queue.put_nowait(trace)
+        except asyncio.QueueFull:
+            if self.when_full == "drop":
+                self._count_drop(trace)
+                return
+            task = asyncio.get_running_loop().create_task(self.queue.put(trace))
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+
+    async def wait_for_room(self) -> None:
+        """Wait until the queue has room, in ``wait`` mode only."""
+        while self.when_full == "wait" and self.queue.full():
+            await asyncio.sleep(0.005)
+
+    def _count_drop(self, trace: TraceRecord) -> None:
+        self.dropped += 1
+        self.metrics.traces_dropped.inc()
+        now = time.monotonic()
+        if now - self._last_drop_log >= DROP_LOG_INTERVAL:
+            self._last_drop_log = now
+            log.warning(
+                "trace queue full: dropped trace %s (request %s); %d dropped so far",
+                trace.id,
+                trace.request_id,
+                self.dropped,
+            )
+
+    async def stop(self) -> None:
+        """Write every queued trace, then stop the writer task."""
+        if self._task is None:
+            return
+        while self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)
+        await self.queue.join()
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
+        log.info("trace writer stopped; %d traces dropped in total", self.dropped)
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self.queue.get()]
+            while len(batch) < self.batch_size:
+                try:
+                    batch.append(self.queue.get_nowait())
+                except asyncio.QueueEmpty:
+                    break
+            self.metrics.trace_queue.set(self.queue.qsize())
+            await self._write_with_retry(batch)
+            for _ in batch:
+                self.queue.task_done()
+
+    async def _write_with_retry(self, batch: list[TraceRecord]) -> None:
+        attempt = 0
+        while True:
+            try:
+                await asyncio.to_thread(self.write_batch, batch)
+                self.metrics.traces_written.inc(len(batch))
+                return
+            except SQLAlchemyError as error:
+                self.metrics.trace_write_errors.inc()
+                delay = RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)]
+                log.error(
+                    "writing %d traces failed (attempt %d), retrying in %.2fs: %s",
+                    len(batch),
+                    attempt + 1,
+                    delay,
+                    error.__class__.__name__,
+                )
+                attempt += 1
+                await asyncio.sleep(delay)
+
+    def write_batch(self, batch: list[TraceRecord]) -> None:
+        """Insert traces and spans in one transaction; safe to call again."""
+        traces = [trace.row() for trace in batch]
+        spans = [span.row(trace.id) for trace in batch for span in trace.spans]
+        try:
+            with self.database.engine.begin() as connection:
+                connection.execute(insert(Trace), traces)
+                if spans:
+                    connection.execute(insert(Span), spans)
+        except IntegrityError:
+            # A retry after a commit whose acknowledgement was lost: keep the
+            # rows that are new and skip those already stored.
+            self._write_missing(batch)
+
+    def _write_missing(self, batch: list[TraceRecord]) -> None:
+        ids = [trace.id for trace in batch]
+        with self.database.engine.begin() as connection:
+            stored = set(connection.scalars(select(Trace.id).where(Trace.id.in_(ids))))
+            missing = [trace for trace in batch if trace.id not in stored]
+            if not missing:
+                return
+            connection.execute(insert(Trace), [trace.row() for trace in missing])
+            spans = [span.row(t.id) for t in missing for span in t.spans]
+            if spans:
+                connection.execute(insert(Span), spans)

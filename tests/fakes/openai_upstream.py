@@ -1,0 +1,242 @@
+"""A fake OpenAI API: a real HTTP server speaking the chat and embeddings wire format.
+
+The upstream model name in each request picks the behaviour, so one server
+covers every case a test config maps a public model to:
+
+- any name in ``usage`` answers with that exact usage object;
+- ``slow``: waits ``slow_seconds`` before answering;
+- ``garbage``: answers 200 with a body that is not JSON;
+- ``error-429``: 429 with Retry-After; ``error-500``: 500; ``error-401``: 401
+  whose message echoes the presented key, as some providers do;
+- ``cut-stream``: streams a few chunks and then drops the connection;
+- ``no-usage``: answers without any usage object;
+- ``long-answer``: streams a long answer slowly, for clients that abort.
+
+A request with ``tools`` whose last user message mentions "weather" gets a
+tool call. Every request body is recorded in ``requests``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from tests.fakes.server_thread import ServerThread
+
+ANSWER = "Hello from the fake upstream."
+DEFAULT_USAGE = {"prompt_tokens": 12, "completion_tokens": 6, "total_tokens": 18}
+API_KEY = "sk-fake-upstream-key-1234567890abcdef"
+
+
+def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(body), status=status, content_type="application/json", headers=headers
+    )
+
+
+def _error(status: int, message: str, kind: str, code: str | None = None) -> web.Response:
+    return _json({"error": {"message": message, "type": kind, "param": None, "code": code}}, status)
+
+
+class FakeOpenAI:
+    """The fake server's state and handlers."""
+
+    def __init__(
+        self,
+        usage: dict[str, dict[str, Any]] | None = None,
+        *,
+        slow_seconds: float = 3.0,
+        api_key: str | None = API_KEY,
+        record: bool = True,
+    ) -> None:
+        self.usage = usage or {}
+        self.slow_seconds = slow_seconds
+        self.api_key = api_key
+        self.record = record
+        self.requests: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
+        self.app = web.Application()
+        self.app.router.add_post("/v1/chat/completions", self.chat)
+        self.app.router.add_post("/v1/embeddings", self.embeddings)
+        self.app.router.add_get("/v1/models", self.models)
+        self._thread: ServerThread | None = None
+
+    def start(self) -> str:
+        """Start on a free port; return the base URL including ``/v1``."""
+        self._thread = ServerThread(self.app)
+        return self._thread.start() + "/v1"
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._thread.stop()
+
+    def __enter__(self) -> FakeOpenAI:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    @property
+    def base_url(self) -> str:
+        assert self._thread is not None
+        return self._thread.base_url + "/v1"
+
+    def _authorized(self, request: web.Request) -> bool:
+        return self.api_key is None or request.headers.get("Authorization") == f"Bearer {self.api_key}"
+
+    async def models(self, request: web.Request) -> web.Response:
+        return _json({"object": "list", "data": [{"id": "fake", "object": "model"}]})
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        body = orjson.loads(await request.read())
+        if self.record:
+            self.requests.append(body)
+            self.headers.append(dict(request.headers))
+        model = body.get("model", "")
+        if model == "error-401" or not self._authorized(request):
+            presented = request.headers.get("Authorization", "")
+            return _error(401, f"Incorrect API key provided: {presented}", "invalid_request_error", "invalid_api_key")
+        if model == "error-429":
+            return web.Response(
+                body=orjson.dumps({"error": {"message": "Rate limit reached", "type": "requests", "code": "rate_limit_exceeded"}}),
+                status=429,
+                content_type="application/json",
+                headers={"Retry-After": "7"},
+            )
+        if model == "error-500":
+            return _error(500, "The server had an error", "server_error")
+        if model == "slow":
+            await asyncio.sleep(self.slow_seconds)
+        if model == "garbage":
+            return web.Response(body=b"<html>502 Bad Gateway</html>", status=200, content_type="text/html")
+        if body.get("stream"):
+            return await self._stream(request, body)
+        return _json(self._completion(body))
+
+    def _usage(self, model: str) -> dict[str, Any] | None:
+        if model == "no-usage":
+            return None
+        return self.usage.get(model, DEFAULT_USAGE)
+
+    def _wants_tool(self, body: dict[str, Any]) -> bool:
+        if not body.get("tools"):
+            return False
+        users = [m for m in body.get("messages", []) if m.get("role") == "user"]
+        content = users[-1].get("content") if users else ""
+        return isinstance(content, str) and "weather" in content
+
+    def _completion(self, body: dict[str, Any]) -> dict[str, Any]:
+        message: dict[str, Any] = {"role": "assistant", "content": ANSWER}
+        finish = "stop"
+        if self._wants_tool(body):
+            message = {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "call_fake_1",
+                        "type": "function",
+                        "function": {"name": body["tools"][0]["function"]["name"], "arguments": '{"city": "Paris"}'},
+                    }
+                ],
+            }
+            finish = "tool_calls"
+        n = int(body.get("n") or 1)
+        result: dict[str, Any] = {
+            "id": "chatcmpl-fake",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.get("model"),
+            "choices": [
+                {"index": i, "message": message, "logprobs": None, "finish_reason": finish}
+                for i in range(n)
+            ],
+        }
+        usage = self._usage(body.get("model", ""))
+        if usage is not None:
+            result["usage"] = usage
+        return result
+
+    def _chunk(self, body: dict[str, Any], delta: dict[str, Any], finish: str | None = None) -> bytes:
+        chunk = {
+            "id": "chatcmpl-fake",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": body.get("model"),
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+        }
+        if (body.get("stream_options") or {}).get("include_usage"):
+            chunk["usage"] = None
+        return b"data: " + orjson.dumps(chunk) + b"\n\n"
+
+    async def _stream(self, request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        model = body.get("model", "")
+        await response.write(self._chunk(body, {"role": "assistant", "content": ""}))
+        if self._wants_tool(body):
+            name = body["tools"][0]["function"]["name"]
+            await response.write(
+                self._chunk(body, {"tool_calls": [{"index": 0, "id": "call_fake_1", "type": "function", "function": {"name": name, "arguments": ""}}]})
+            )
+            for piece in ('{"city":', ' "Paris"}'):
+                await response.write(self._chunk(body, {"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}))
+            finish = "tool_calls"
+        else:
+            words = ANSWER.split(" ") if model != "long-answer" else ["word"] * 400
+            for i, word in enumerate(words):
+                await response.write(self._chunk(body, {"content": word if i == 0 else " " + word}))
+                if model == "long-answer":
+                    await asyncio.sleep(0.01)
+                if model == "cut-stream" and i == 2:
+                    request.transport.close()  # type: ignore[union-attr]
+                    return response
+            finish = "stop"
+        await response.write(self._chunk(body, {}, finish))
+        usage = self._usage(model)
+        if (body.get("stream_options") or {}).get("include_usage") and usage is not None:
+            final = {
+                "id": "chatcmpl-fake",
+                "object": "chat.completion.chunk",
+                "created": int(time.time()),
+                "model": model,
+                "choices": [],
+                "usage": usage,
+            }
+            await response.write(b"data: " + orjson.dumps(final) + b"\n\n")
+        await response.write(b"data: [DONE]\n\n")
+        await response.write_eof()
+        return response
+
+    async def embeddings(self, request: web.Request) -> web.Response:
+        body = orjson.loads(await request.read())
+        if self.record:
+            self.requests.append(body)
+        inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        return _json(
+            {
+                "object": "list",
+                "data": [{"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]} for i in range(len(inputs))],
+                "model": body.get("model"),
+                "usage": {"prompt_tokens": 4 * len(inputs), "total_tokens": 4 * len(inputs)},
+            }
+        )
+
+
+def main() -> None:
+    """Run the fake as a process, for benchmarks."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args()
+    fake = FakeOpenAI(api_key=None, record=False)
+    web.run_app(fake.app, host="127.0.0.1", port=args.port, access_log=None, print=lambda *_: None)
+
+
+if __name__ == "__main__":
+    main()
