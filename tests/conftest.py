@@ -17,7 +17,9 @@ import pytest
 from tests.fakes.openai_upstream import API_KEY, FakeOpenAI
 from tests.servers import KeelwayServer
 
-PG_ADMIN_URL = os.environ.get("KEELWAY_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+PG_ADMIN_URL = os.environ.get(
+    "KEELWAY_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 BACKEND = os.environ.get("KEELWAY_TEST_DB", "sqlite")
 
 # Usage shapes the fake OpenAI upstream reports, keyed by upstream model.
@@ -71,7 +73,9 @@ def fake_openai() -> Iterator[FakeOpenAI]:
         yield fake
 
 
-def openai_models(base_url: str, names: list[str], **deployment: object) -> dict[str, object]:
+def openai_models(
+    base_url: str, names: list[str], **deployment: object
+) -> dict[str, object]:
     """Map each public model name to the fake upstream model of the same name."""
     return {
         name: {
@@ -109,7 +113,9 @@ def gateway(
     tmp_path_factory: pytest.TempPathFactory, database_url: str, fake_openai: FakeOpenAI
 ) -> Iterator[KeelwayServer]:
     """A keelway server in front of the fake OpenAI upstream."""
-    models = openai_models(fake_openai.base_url, UPSTREAM_MODELS, timeout={"connect": 2, "total": 1.5})
+    models = openai_models(
+        fake_openai.base_url, UPSTREAM_MODELS, timeout={"connect": 2, "total": 1.5}
+    )
     server = KeelwayServer(
         tmp_path_factory.mktemp("gateway"),
         database_url,

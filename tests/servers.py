@@ -79,7 +79,14 @@ class KeelwayServer:
     def start(self, timeout: float = 60) -> KeelwayServer:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "keelway", "serve", "--config", str(self.config_path)],
+            [
+                sys.executable,
+                "-m",
+                "keelway",
+                "serve",
+                "--config",
+                str(self.config_path),
+            ],
             env=self.env,
             cwd=self.folder,
             stdout=log,
@@ -90,7 +97,9 @@ class KeelwayServer:
             if self.process.poll() is not None:
                 raise RuntimeError(f"keelway exited early:\n{self.log()}")
             try:
-                with urllib.request.urlopen(self.url + "/healthz", timeout=1) as response:
+                with urllib.request.urlopen(
+                    self.url + "/healthz", timeout=1
+                ) as response:
                     if response.status == 200:
                         return self
             except (urllib.error.URLError, ConnectionError, TimeoutError):
@@ -107,7 +116,9 @@ class KeelwayServer:
         return code
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return (
+            self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        )
 
     def close(self) -> None:
         self.stop()

@@ -29,7 +29,9 @@ WEATHER_TOOL = {
 
 @pytest.fixture(scope="module")
 def client(gateway: KeelwayServer) -> openai.OpenAI:
-    return openai.OpenAI(base_url=gateway.url + "/v1", api_key=gateway.key, max_retries=0)
+    return openai.OpenAI(
+        base_url=gateway.url + "/v1", api_key=gateway.key, max_retries=0
+    )
 
 
 def rid() -> str:
@@ -143,7 +145,9 @@ def test_tool_call_round_trip(client: openai.OpenAI) -> None:
     assert orjson.loads(call.function.arguments) == {"city": "Paris"}
 
 
-def test_streamed_tool_call_assembles(client: openai.OpenAI, gateway: KeelwayServer) -> None:
+def test_streamed_tool_call_assembles(
+    client: openai.OpenAI, gateway: KeelwayServer
+) -> None:
     request_id = rid()
     stream = client.chat.completions.create(
         model="gpt-4o",
@@ -165,7 +169,9 @@ def test_streamed_tool_call_assembles(client: openai.OpenAI, gateway: KeelwaySer
     assert call["function"]["arguments"] == '{"city": "Paris"}'
 
 
-def test_parameters_pass_through(client: openai.OpenAI, fake_openai: FakeOpenAI) -> None:
+def test_parameters_pass_through(
+    client: openai.OpenAI, fake_openai: FakeOpenAI
+) -> None:
     client.chat.completions.create(
         model="gpt-4o",
         messages=[{"role": "user", "content": "hi"}],
@@ -193,12 +199,20 @@ def test_parameters_pass_through(client: openai.OpenAI, fake_openai: FakeOpenAI)
     assert "metadata" not in sent
 
 
-def test_upstream_receives_deployment_key(fake_openai: FakeOpenAI, client: openai.OpenAI) -> None:
-    client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
-    assert fake_openai.headers[-1]["Authorization"].startswith("Bearer sk-fake-upstream")
+def test_upstream_receives_deployment_key(
+    fake_openai: FakeOpenAI, client: openai.OpenAI
+) -> None:
+    client.chat.completions.create(
+        model="gpt-4o", messages=[{"role": "user", "content": "hi"}]
+    )
+    assert fake_openai.headers[-1]["Authorization"].startswith(
+        "Bearer sk-fake-upstream"
+    )
 
 
-def test_attribution_fields_on_trace(client: openai.OpenAI, gateway: KeelwayServer) -> None:
+def test_attribution_fields_on_trace(
+    client: openai.OpenAI, gateway: KeelwayServer
+) -> None:
     request_id = rid()
     client.chat.completions.create(
         model="gpt-4o",
@@ -217,7 +231,9 @@ def test_attribution_fields_on_trace(client: openai.OpenAI, gateway: KeelwayServ
     assert trace["team"] == "tests"
 
 
-def test_unpriced_model_has_null_cost(client: openai.OpenAI, gateway: KeelwayServer) -> None:
+def test_unpriced_model_has_null_cost(
+    client: openai.OpenAI, gateway: KeelwayServer
+) -> None:
     request_id = rid()
     client.chat.completions.create(
         model="unpriced-model",
@@ -228,10 +244,15 @@ def test_unpriced_model_has_null_cost(client: openai.OpenAI, gateway: KeelwaySer
     assert trace["input_tokens"] == 12
     assert trace["cost_usd"] is None
     metrics = httpx.get(gateway.url + "/metrics").text
-    assert 'keelway_unpriced_requests_total{deployment="unpriced-model/0",model="unpriced-model"}' in metrics
+    assert (
+        'keelway_unpriced_requests_total{deployment="unpriced-model/0",model="unpriced-model"}'
+        in metrics
+    )
 
 
-def test_usage_missing_is_estimated(client: openai.OpenAI, gateway: KeelwayServer) -> None:
+def test_usage_missing_is_estimated(
+    client: openai.OpenAI, gateway: KeelwayServer
+) -> None:
     request_id = rid()
     stream = client.chat.completions.create(
         model="no-usage",
@@ -255,16 +276,15 @@ def test_aborted_stream_still_traced(gateway: KeelwayServer) -> None:
         "stream": True,
     }
     headers = {"Authorization": f"Bearer {gateway.key}", "X-Request-Id": request_id}
-    with httpx.Client(timeout=10) as http:
-        with http.stream(
-            "POST", gateway.url + "/v1/chat/completions", json=body, headers=headers
-        ) as response:
-            received = 0
-            for line in response.iter_lines():
-                if line.startswith("data: "):
-                    received += 1
-                if received >= 20:
-                    break
+    with httpx.Client(timeout=10) as http, http.stream(
+        "POST", gateway.url + "/v1/chat/completions", json=body, headers=headers
+    ) as response:
+        received = 0
+        for line in response.iter_lines():
+            if line.startswith("data: "):
+                received += 1
+            if received >= 20:
+                break
     trace = wait_for_trace(gateway, request_id)
     assert trace["http_status"] == 499
     assert trace["attributes"]["client_closed"] is True
@@ -279,9 +299,13 @@ def test_models_lists_configured_names(client: openai.OpenAI) -> None:
 
 
 def test_key_limited_to_models(gateway: KeelwayServer) -> None:
-    _, secret = gateway.keys.create(f"limited-{uuid.uuid4().hex[:6]}", models=["o4-mini"])
+    _, secret = gateway.keys.create(
+        f"limited-{uuid.uuid4().hex[:6]}", models=["o4-mini"]
+    )
     limited = openai.OpenAI(base_url=gateway.url + "/v1", api_key=secret, max_retries=0)
     with pytest.raises(openai.PermissionDeniedError) as raised:
-        limited.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+        limited.chat.completions.create(
+            model="gpt-4o", messages=[{"role": "user", "content": "hi"}]
+        )
     assert raised.value.status_code == 403
     assert {m.id for m in limited.models.list()} == {"o4-mini"}

@@ -9,7 +9,9 @@ from keelway.store.traces import TraceStore
 from tests.servers import KeelwayServer
 
 
-def wait_for_trace(server: KeelwayServer, request_id: str, timeout: float = 10) -> dict[str, Any]:
+def wait_for_trace(
+    server: KeelwayServer, request_id: str, timeout: float = 10
+) -> dict[str, Any]:
     """Return the trace of ``request_id`` once the writer has stored it."""
     store = TraceStore(server.database)
     deadline = time.monotonic() + timeout

@@ -41,3 +41,5 @@ def configure_logging(level: str = "info") -> None:
         logger.handlers[:] = []
         logger.propagate = True
     logging.getLogger("uvicorn.access").disabled = True
+    # Alembic reports every migration check at INFO; only problems matter here.
+    logging.getLogger("alembic").setLevel(logging.WARNING)

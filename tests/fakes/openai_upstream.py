@@ -33,14 +33,24 @@ DEFAULT_USAGE = {"prompt_tokens": 12, "completion_tokens": 6, "total_tokens": 18
 API_KEY = "sk-fake-upstream-key-1234567890abcdef"
 
 
-def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+def _json(
+    body: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
     return web.Response(
-        body=orjson.dumps(body), status=status, content_type="application/json", headers=headers
+        body=orjson.dumps(body),
+        status=status,
+        content_type="application/json",
+        headers=headers,
     )
 
 
-def _error(status: int, message: str, kind: str, code: str | None = None) -> web.Response:
-    return _json({"error": {"message": message, "type": kind, "param": None, "code": code}}, status)
+def _error(
+    status: int, message: str, kind: str, code: str | None = None
+) -> web.Response:
+    return _json(
+        {"error": {"message": message, "type": kind, "param": None, "code": code}},
+        status,
+    )
 
 
 class FakeOpenAI:
@@ -88,7 +98,10 @@ class FakeOpenAI:
         return self._thread.base_url + "/v1"
 
     def _authorized(self, request: web.Request) -> bool:
-        return self.api_key is None or request.headers.get("Authorization") == f"Bearer {self.api_key}"
+        return (
+            self.api_key is None
+            or request.headers.get("Authorization") == f"Bearer {self.api_key}"
+        )
 
     async def models(self, request: web.Request) -> web.Response:
         return _json({"object": "list", "data": [{"id": "fake", "object": "model"}]})
@@ -101,10 +114,23 @@ class FakeOpenAI:
         model = body.get("model", "")
         if model == "error-401" or not self._authorized(request):
             presented = request.headers.get("Authorization", "")
-            return _error(401, f"Incorrect API key provided: {presented}", "invalid_request_error", "invalid_api_key")
+            return _error(
+                401,
+                f"Incorrect API key provided: {presented}",
+                "invalid_request_error",
+                "invalid_api_key",
+            )
         if model == "error-429":
             return web.Response(
-                body=orjson.dumps({"error": {"message": "Rate limit reached", "type": "requests", "code": "rate_limit_exceeded"}}),
+                body=orjson.dumps(
+                    {
+                        "error": {
+                            "message": "Rate limit reached",
+                            "type": "requests",
+                            "code": "rate_limit_exceeded",
+                        }
+                    }
+                ),
                 status=429,
                 content_type="application/json",
                 headers={"Retry-After": "7"},
@@ -114,7 +140,11 @@ class FakeOpenAI:
         if model == "slow":
             await asyncio.sleep(self.slow_seconds)
         if model == "garbage":
-            return web.Response(body=b"<html>502 Bad Gateway</html>", status=200, content_type="text/html")
+            return web.Response(
+                body=b"<html>502 Bad Gateway</html>",
+                status=200,
+                content_type="text/html",
+            )
         if body.get("stream"):
             return await self._stream(request, body)
         return _json(self._completion(body))
@@ -142,7 +172,10 @@ class FakeOpenAI:
                     {
                         "id": "call_fake_1",
                         "type": "function",
-                        "function": {"name": body["tools"][0]["function"]["name"], "arguments": '{"city": "Paris"}'},
+                        "function": {
+                            "name": body["tools"][0]["function"]["name"],
+                            "arguments": '{"city": "Paris"}',
+                        },
                     }
                 ],
             }
@@ -154,7 +187,12 @@ class FakeOpenAI:
             "created": int(time.time()),
             "model": body.get("model"),
             "choices": [
-                {"index": i, "message": message, "logprobs": None, "finish_reason": finish}
+                {
+                    "index": i,
+                    "message": message,
+                    "logprobs": None,
+                    "finish_reason": finish,
+                }
                 for i in range(n)
             ],
         }
@@ -163,19 +201,25 @@ class FakeOpenAI:
             result["usage"] = usage
         return result
 
-    def _chunk(self, body: dict[str, Any], delta: dict[str, Any], finish: str | None = None) -> bytes:
+    def _chunk(
+        self, body: dict[str, Any], delta: dict[str, Any], finish: str | None = None
+    ) -> bytes:
         chunk = {
             "id": "chatcmpl-fake",
             "object": "chat.completion.chunk",
             "created": int(time.time()),
             "model": body.get("model"),
-            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+            "choices": [
+                {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+            ],
         }
         if (body.get("stream_options") or {}).get("include_usage"):
             chunk["usage"] = None
         return b"data: " + orjson.dumps(chunk) + b"\n\n"
 
-    async def _stream(self, request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
+    async def _stream(
+        self, request: web.Request, body: dict[str, Any]
+    ) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         model = body.get("model", "")
@@ -183,15 +227,38 @@ class FakeOpenAI:
         if self._wants_tool(body):
             name = body["tools"][0]["function"]["name"]
             await response.write(
-                self._chunk(body, {"tool_calls": [{"index": 0, "id": "call_fake_1", "type": "function", "function": {"name": name, "arguments": ""}}]})
+                self._chunk(
+                    body,
+                    {
+                        "tool_calls": [
+                            {
+                                "index": 0,
+                                "id": "call_fake_1",
+                                "type": "function",
+                                "function": {"name": name, "arguments": ""},
+                            }
+                        ]
+                    },
+                )
             )
             for piece in ('{"city":', ' "Paris"}'):
-                await response.write(self._chunk(body, {"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}))
+                await response.write(
+                    self._chunk(
+                        body,
+                        {
+                            "tool_calls": [
+                                {"index": 0, "function": {"arguments": piece}}
+                            ]
+                        },
+                    )
+                )
             finish = "tool_calls"
         else:
             words = ANSWER.split(" ") if model != "long-answer" else ["word"] * 400
             for i, word in enumerate(words):
-                await response.write(self._chunk(body, {"content": word if i == 0 else " " + word}))
+                await response.write(
+                    self._chunk(body, {"content": word if i == 0 else " " + word})
+                )
                 if model == "long-answer":
                     await asyncio.sleep(0.01)
                 if model == "cut-stream" and i == 2:
@@ -200,7 +267,9 @@ class FakeOpenAI:
             finish = "stop"
         await response.write(self._chunk(body, {}, finish))
         usage = self._usage(model)
-        if (body.get("stream_options") or {}).get("include_usage") and usage is not None:
+        if (body.get("stream_options") or {}).get(
+            "include_usage"
+        ) and usage is not None:
             final = {
                 "id": "chatcmpl-fake",
                 "object": "chat.completion.chunk",
@@ -222,9 +291,15 @@ class FakeOpenAI:
         return _json(
             {
                 "object": "list",
-                "data": [{"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]} for i in range(len(inputs))],
+                "data": [
+                    {"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]}
+                    for i in range(len(inputs))
+                ],
                 "model": body.get("model"),
-                "usage": {"prompt_tokens": 4 * len(inputs), "total_tokens": 4 * len(inputs)},
+                "usage": {
+                    "prompt_tokens": 4 * len(inputs),
+                    "total_tokens": 4 * len(inputs),
+                },
             }
         )
 
@@ -235,7 +310,13 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args()
     fake = FakeOpenAI(api_key=None, record=False)
-    web.run_app(fake.app, host="127.0.0.1", port=args.port, access_log=None, print=lambda *_: None)
+    web.run_app(
+        fake.app,
+        host="127.0.0.1",
+        port=args.port,
+        access_log=None,
+        print=lambda *_: None,
+    )
 
 
 if __name__ == "__main__":

@@ -44,6 +44,8 @@ class ServerThread:
 
     def stop(self) -> None:
         if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self.loop).result(10)
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self.loop).result(
+                10
+            )
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(10)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
@@ -107,12 +108,30 @@ async def _relay(
         pipeline.finish(
             trace,
             status=status,
-            usage=usage or estimate_stream_usage(call, assembler),
+            usage=usage or _usage_so_far(call, chunks, assembler),
             response=encoder.response(assembler),
             error=failure,
             deployment=call.deployment,
         )
         pipeline.writer.enqueue(trace)
+
+
+def _usage_so_far(
+    call: Call, chunks: AsyncIterator[ChatChunk], assembler: StreamAssembler
+) -> Usage:
+    """Estimate the usage of a stream that ended before the provider's report.
+
+    Adapters that saw part of a report (Anthropic's ``message_start`` carries
+    the exact input and cache counts) expose it as ``usage``; its output count
+    is only what had been reported so far, so the estimate from the text wins
+    when larger.
+    """
+    estimate = estimate_stream_usage(call, assembler)
+    partial = getattr(chunks, "usage", None)
+    if not isinstance(partial, Usage):
+        return estimate
+    output = max(partial.output_tokens, estimate.output_tokens)
+    return replace(partial, output_tokens=output).estimated(estimate.tokenizer or "")
 
 
 async def _close(chunks: AsyncIterator[ChatChunk]) -> None:

@@ -1,0 +1,33 @@
+# Set-up and the two everyday commands: `make serve` and `make test`.
+
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+
+.PHONY: serve test test-sqlite test-postgres bench lint
+
+$(BIN)/keelway: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[local,dev]'
+	touch $@
+
+# Install everything, write ./keelway.yaml if missing and serve the local models.
+serve: $(BIN)/keelway
+	test -f keelway.yaml || $(BIN)/keelway init
+	$(BIN)/keelway serve
+
+# The whole suite, once with the store on SQLite and once on PostgreSQL.
+test: test-sqlite test-postgres
+
+test-sqlite: $(BIN)/keelway
+	$(BIN)/python -m pytest
+
+test-postgres: $(BIN)/keelway
+	KEELWAY_TEST_DB=postgresql $(BIN)/python -m pytest
+
+bench: $(BIN)/keelway
+	$(BIN)/python bench/gateway_overhead.py
+
+lint: $(BIN)/keelway
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench

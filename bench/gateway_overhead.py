@@ -1,0 +1,773 @@
+"""Measure what keelway adds to a chat completion over calling the upstream directly.
+
+The script starts the fake OpenAI upstream (``tests.fakes.openai_upstream``) and
+one ``keelway serve`` process in front of it, each as its own process on a free
+127.0.0.1 port. keelway gets a fresh SQLite store in a temporary KEELWAY_HOME,
+a fresh virtual key and its default settings, with full payload tracing.
+
+An aiohttp load generator in this process then sends the same chat completion
+request (one short user message, ``max_tokens`` 16) straight to the fake and
+through keelway, streamed and not streamed, at each concurrency. Each case runs
+``--runs`` times, alternating which target goes first, and the report gives the
+median over the runs of:
+
+- requests per second and the p50 and p99 latency of whole responses (for a
+  streamed request, until the last byte of the SSE body is read);
+- the latency keelway adds: its p50 minus the direct p50, and the same for p99;
+- CPU time per request of keelway, of the fake upstream and of this load
+  generator, from ``/proc/<pid>/stat`` and ``time.process_time``.
+
+Finally it checks that keelway stored exactly one trace per request sent
+through it, and exits with status 1 when traces are missing or duplicated or
+when any request failed.
+
+Run it from the repository root::
+
+    python bench/gateway_overhead.py [--requests N] [--runs R]
+        [--concurrency 1,16,64] [--json FILE] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import platform
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+import yaml
+
+from keelway.store.database import Database, open_database
+from keelway.store.keys import KeyStore
+from keelway.store.traces import TraceStore
+from keelway.tracing.writer import RETRY_DELAYS
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+HOST = "127.0.0.1"
+MODEL = "gpt-4o-mini"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+DEFAULT_REQUESTS = 4000
+DEFAULT_RUNS = 5
+DEFAULT_WARMUP = 300
+QUICK_REQUESTS = 300
+QUICK_RUNS = 2
+QUICK_WARMUP = 100
+DEFAULT_TIMEOUT = 1200.0
+REQUEST_TIMEOUT = 30.0
+START_TIMEOUT = 60.0
+STOP_TIMEOUT = 60.0
+# The writer inserts a batch as soon as the previous one commits, or retries a
+# failed batch after at most max(RETRY_DELAYS), so a trace count that has not
+# moved for longer than that means the queue is empty.
+TRACE_SETTLE_SECONDS = max(RETRY_DELAYS) + 1.0
+TRACE_DRAIN_TIMEOUT = 120.0
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Measure keelway's added latency, throughput and CPU per "
+        "request against a fake OpenAI upstream."
+    )
+    parser.add_argument(
+        "--requests",
+        type=int,
+        default=None,
+        help=f"measured requests per run and case [default: {DEFAULT_REQUESTS}, "
+        f"--quick: {QUICK_REQUESTS}]",
+    )
+    parser.add_argument(
+        "--runs",
+        type=int,
+        default=None,
+        help=f"runs per case and target; medians are reported "
+        f"[default: {DEFAULT_RUNS}, --quick: {QUICK_RUNS}]",
+    )
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=None,
+        help=f"unmeasured requests per case and target before its runs "
+        f"[default: {DEFAULT_WARMUP}, --quick: {QUICK_WARMUP}]",
+    )
+    parser.add_argument(
+        "--concurrency",
+        default="1,16,64",
+        help="comma-separated numbers of requests in flight [default: 1,16,64]",
+    )
+    parser.add_argument(
+        "--json", type=Path, default=None, help="write the raw numbers to this file"
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a smoke run with fewer requests and runs",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        help=f"seconds the whole load may take before the script gives up "
+        f"[default: {DEFAULT_TIMEOUT:.0f}]",
+    )
+    args = parser.parse_args(argv)
+    args.requests = args.requests or (
+        QUICK_REQUESTS if args.quick else DEFAULT_REQUESTS
+    )
+    args.runs = args.runs or (QUICK_RUNS if args.quick else DEFAULT_RUNS)
+    if args.warmup is None:
+        args.warmup = QUICK_WARMUP if args.quick else DEFAULT_WARMUP
+    try:
+        args.concurrency = [int(part) for part in args.concurrency.split(",")]
+    except ValueError:
+        parser.error(f"--concurrency: expected integers, got {args.concurrency!r}")
+    if args.requests < 1 or args.runs < 1 or args.warmup < 0:
+        parser.error("--requests and --runs must be at least 1, --warmup at least 0")
+    if any(c < 1 for c in args.concurrency):
+        parser.error("--concurrency: every value must be at least 1")
+    return args
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """Return the user plus system CPU time of ``pid`` and all its threads."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    # The command name in field 2 may contain spaces and brackets, so count the
+    # fields from the last closing bracket: utime and stime are fields 14 and 15.
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+class ServerProcess:
+    """A child process that serves HTTP on 127.0.0.1 and is stopped with SIGTERM."""
+
+    def __init__(
+        self,
+        name: str,
+        command: list[str],
+        port: int,
+        health_path: str,
+        log_path: Path,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.name = name
+        self.command = command
+        self.port = port
+        self.health_path = health_path
+        self.log_path = log_path
+        self.env = env
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def cpu_seconds(self) -> float:
+        return process_cpu_seconds(self.pid)
+
+    def start(self) -> None:
+        """Start the process and wait until its health path returns 200."""
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                self.command,
+                cwd=REPO_ROOT,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"{self.name} exited with status {self.process.returncode} "
+                    f"during start:\n{self.log_tail()}"
+                )
+            try:
+                with urllib.request.urlopen(
+                    self.url + self.health_path, timeout=1
+                ) as response:
+                    if response.status == 200:
+                        return
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(
+            f"{self.name} did not answer {self.health_path} within "
+            f"{START_TIMEOUT:.0f}s:\n{self.log_tail()}"
+        )
+
+    def stop(self) -> int | None:
+        """Send SIGTERM and wait; SIGKILL only if it outlives STOP_TIMEOUT."""
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            code = self.process.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            print(
+                f"{self.name} ignored SIGTERM for {STOP_TIMEOUT:.0f}s; killing it",
+                file=sys.stderr,
+            )
+            self.process.kill()
+            code = self.process.wait()
+        self.process = None
+        return code
+
+    def log_tail(self, lines: int = 40) -> str:
+        if not self.log_path.exists():
+            return ""
+        text = self.log_path.read_text(errors="replace")
+        return "\n".join(text.splitlines()[-lines:])
+
+
+@dataclass
+class Environment:
+    """The two servers, keelway's store and the key the load presents."""
+
+    folder: Path
+    fake: ServerProcess
+    keelway: ServerProcess
+    database: Database
+    key: str
+
+    @property
+    def traces(self) -> TraceStore:
+        return TraceStore(self.database)
+
+
+def keelway_config(keelway_port: int, fake_port: int) -> dict[str, Any]:
+    return {
+        "server": {"host": HOST, "port": keelway_port},
+        "tracing": {"payloads": "full"},
+        "auth": {"key_cache_seconds": 1.0},
+        "models": {
+            MODEL: {
+                "deployments": [
+                    {
+                        "provider": "openai",
+                        "model": MODEL,
+                        "base_url": f"http://{HOST}:{fake_port}/v1",
+                        # The fake run as a process accepts any key.
+                        "api_key": "sk-bench-unused",
+                    }
+                ]
+            }
+        },
+    }
+
+
+@contextmanager
+def environment() -> Iterator[Environment]:
+    """Start the fake and keelway; stop both on the way out, error or not."""
+    with tempfile.TemporaryDirectory(prefix="keelway-bench-") as name:
+        folder = Path(name)
+        home = folder / "home"
+        home.mkdir()
+        fake_port, keelway_port = free_port(), free_port()
+        config_path = folder / "keelway.yaml"
+        config_path.write_text(
+            yaml.safe_dump(keelway_config(keelway_port, fake_port), sort_keys=False)
+        )
+        # The config leaves database.url empty, so keelway uses this file.
+        database = open_database(f"sqlite:///{home / 'keelway.db'}")
+        _, key = KeyStore(database).create("bench", team="bench")
+        fake = ServerProcess(
+            "fake upstream",
+            [
+                sys.executable,
+                "-m",
+                "tests.fakes.openai_upstream",
+                "--port",
+                str(fake_port),
+            ],
+            fake_port,
+            "/v1/models",
+            folder / "fake.log",
+        )
+        keelway = ServerProcess(
+            "keelway",
+            [sys.executable, "-m", "keelway", "serve", "--config", str(config_path)],
+            keelway_port,
+            "/healthz",
+            folder / "keelway.log",
+            env={**os.environ, "KEELWAY_HOME": str(home)},
+        )
+        try:
+            fake.start()
+            keelway.start()
+            print(
+                f"fake upstream pid {fake.pid} at {fake.url}, "
+                f"keelway pid {keelway.pid} at {keelway.url}",
+                flush=True,
+            )
+            yield Environment(folder, fake, keelway, database, key)
+        finally:
+            for server in (keelway, fake):
+                try:
+                    code = server.stop()
+                except Exception as error:
+                    print(f"stopping {server.name} failed: {error!r}", file=sys.stderr)
+                    continue
+                # uvicorn re-raises the SIGTERM it caught once its graceful
+                # shutdown is done, so -SIGTERM is a clean exit too.
+                if code not in (None, 0, -signal.SIGTERM):
+                    print(
+                        f"{server.name} exited with status {code}:\n"
+                        f"{server.log_tail()}",
+                        file=sys.stderr,
+                    )
+            database.close()
+
+
+def request_body(stream: bool) -> bytes:
+    return orjson.dumps(
+        {
+            "model": MODEL,
+            "messages": [{"role": "user", "content": "Say hello in five words."}],
+            "max_tokens": 16,
+            "stream": stream,
+        }
+    )
+
+
+@dataclass
+class Load:
+    """Where the load generator sends requests and what it checks in answers."""
+
+    url: str
+    headers: dict[str, str]
+    body: bytes
+    stream: bool
+
+    def complete(self, status: int, payload: bytes) -> bool:
+        if status != 200:
+            return False
+        if self.stream:
+            return payload.rstrip().endswith(b"data: [DONE]")
+        return b'"choices"' in payload
+
+
+@dataclass
+class Burst:
+    """Latencies and failures of one batch of requests."""
+
+    latencies: list[float]
+    failures: int
+    seconds: float
+    first_failure: str | None = None
+
+
+async def send_requests(
+    session: aiohttp.ClientSession, load: Load, count: int, concurrency: int
+) -> Burst:
+    """Send ``count`` requests with ``concurrency`` of them in flight at a time."""
+    latencies: list[float] = []
+    failures = 0
+    first_failure: str | None = None
+    remaining = count
+
+    async def worker() -> None:
+        nonlocal remaining, failures, first_failure
+        while remaining > 0:
+            remaining -= 1
+            started = time.perf_counter()
+            try:
+                async with session.post(
+                    load.url, data=load.body, headers=load.headers
+                ) as response:
+                    payload = await response.read()
+                    status = response.status
+            except (aiohttp.ClientError, TimeoutError) as error:
+                failures += 1
+                first_failure = first_failure or repr(error)
+                continue
+            elapsed = time.perf_counter() - started
+            if load.complete(status, payload):
+                latencies.append(elapsed)
+            else:
+                failures += 1
+                first_failure = first_failure or f"HTTP {status}: {payload[:200]!r}"
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(min(concurrency, count))))
+    return Burst(latencies, failures, time.perf_counter() - started, first_failure)
+
+
+def percentile(sorted_values: list[float], fraction: float) -> float:
+    """Return the nearest-rank percentile of already sorted values."""
+    if not sorted_values:
+        return math.nan
+    rank = max(1, math.ceil(fraction * len(sorted_values)))
+    return sorted_values[rank - 1]
+
+
+@dataclass
+class Run:
+    """One measured run of one case against one target."""
+
+    target: str
+    requests: int
+    failures: int
+    seconds: float
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    keelway_cpu_ms: float | None
+    fake_cpu_ms: float
+    client_cpu_ms: float
+
+
+@dataclass
+class Case:
+    """One concurrency and streaming mode, with its runs against both targets."""
+
+    concurrency: int
+    stream: bool
+    runs: dict[str, list[Run]] = field(
+        default_factory=lambda: {"direct": [], "keelway": []}
+    )
+
+    @property
+    def name(self) -> str:
+        return f"c{self.concurrency}-{'stream' if self.stream else 'json'}"
+
+    def median(self, target: str, metric: str) -> float:
+        values = [getattr(run, metric) for run in self.runs[target]]
+        present = [value for value in values if value is not None]
+        return statistics.median(present) if present else math.nan
+
+    def summary(self) -> dict[str, float]:
+        direct_p50 = self.median("direct", "p50_ms")
+        direct_p99 = self.median("direct", "p99_ms")
+        keelway_p50 = self.median("keelway", "p50_ms")
+        keelway_p99 = self.median("keelway", "p99_ms")
+        return {
+            "direct_rps": self.median("direct", "rps"),
+            "keelway_rps": self.median("keelway", "rps"),
+            "direct_p50_ms": direct_p50,
+            "direct_p99_ms": direct_p99,
+            "keelway_p50_ms": keelway_p50,
+            "keelway_p99_ms": keelway_p99,
+            # Medians of the per-run differences, so that a slow run of one
+            # target is paired with the run of the other target next to it.
+            "added_p50_ms": self.median_added("p50_ms"),
+            "added_p99_ms": self.median_added("p99_ms"),
+            "keelway_cpu_ms": self.median("keelway", "keelway_cpu_ms"),
+            "fake_cpu_ms_direct": self.median("direct", "fake_cpu_ms"),
+            "fake_cpu_ms_keelway": self.median("keelway", "fake_cpu_ms"),
+            "client_cpu_ms_direct": self.median("direct", "client_cpu_ms"),
+            "client_cpu_ms_keelway": self.median("keelway", "client_cpu_ms"),
+        }
+
+    def median_added(self, metric: str) -> float:
+        pairs = zip(self.runs["keelway"], self.runs["direct"], strict=True)
+        differences = [getattr(k, metric) - getattr(d, metric) for k, d in pairs]
+        return statistics.median(differences) if differences else math.nan
+
+
+class Bench:
+    """Runs every case against both targets and keeps the trace tally."""
+
+    def __init__(self, env: Environment, args: argparse.Namespace) -> None:
+        self.env = env
+        self.args = args
+        self.sent_through_keelway = 0
+        self.failures = 0
+
+    def load(self, target: str, stream: bool) -> Load:
+        base = self.env.fake.url if target == "direct" else self.env.keelway.url
+        headers = {"Content-Type": "application/json"}
+        if target == "keelway":
+            headers["Authorization"] = f"Bearer {self.env.key}"
+        return Load(
+            f"{base}/v1/chat/completions", headers, request_body(stream), stream
+        )
+
+    async def burst(
+        self, session: aiohttp.ClientSession, load: Load, count: int, concurrency: int
+    ) -> Burst:
+        if load.url.startswith(self.env.keelway.url):
+            self.sent_through_keelway += count
+        burst = await send_requests(session, load, count, concurrency)
+        if burst.failures:
+            self.failures += burst.failures
+            print(
+                f"  {burst.failures} of {count} requests to {load.url} failed; "
+                f"first: {burst.first_failure}",
+                file=sys.stderr,
+            )
+        return burst
+
+    async def wait_for_traces(self, expected: int) -> int:
+        """Poll the trace count until it reaches ``expected`` or stops moving."""
+        last, last_change = -1, time.monotonic()
+        deadline = last_change + TRACE_DRAIN_TIMEOUT
+        while time.monotonic() < deadline:
+            count = int(await asyncio.to_thread(self.env.traces.count))
+            if count >= expected:
+                return count
+            if count != last:
+                last, last_change = count, time.monotonic()
+            elif time.monotonic() - last_change > TRACE_SETTLE_SECONDS:
+                return count
+            await asyncio.sleep(0.05)
+        return last
+
+    async def measure(
+        self, session: aiohttp.ClientSession, target: str, case: Case
+    ) -> Run:
+        load = self.load(target, case.stream)
+        requests = self.args.requests
+        keelway_before = self.env.keelway.cpu_seconds()
+        fake_before = self.env.fake.cpu_seconds()
+        client_before = time.process_time()
+        burst = await self.burst(session, load, requests, case.concurrency)
+        client_after = time.process_time()
+        keelway_cpu_ms: float | None = None
+        if target == "keelway":
+            # Let the trace writer finish this run's batches, so their inserts
+            # count towards this run's CPU and not the next run's.
+            await self.wait_for_traces(self.sent_through_keelway)
+            keelway_cpu_ms = (
+                (self.env.keelway.cpu_seconds() - keelway_before) * 1000 / requests
+            )
+        fake_cpu_ms = (self.env.fake.cpu_seconds() - fake_before) * 1000 / requests
+        latencies = sorted(burst.latencies)
+        return Run(
+            target=target,
+            requests=requests,
+            failures=burst.failures,
+            seconds=burst.seconds,
+            rps=requests / burst.seconds,
+            p50_ms=percentile(latencies, 0.50) * 1000,
+            p99_ms=percentile(latencies, 0.99) * 1000,
+            keelway_cpu_ms=keelway_cpu_ms,
+            fake_cpu_ms=fake_cpu_ms,
+            client_cpu_ms=(client_after - client_before) * 1000 / requests,
+        )
+
+    async def run_case(self, case: Case) -> None:
+        sessions: dict[str, aiohttp.ClientSession] = {}
+        timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)
+        try:
+            for target in ("direct", "keelway"):
+                connector = aiohttp.TCPConnector(limit=case.concurrency)
+                sessions[target] = aiohttp.ClientSession(
+                    connector=connector, timeout=timeout
+                )
+                if self.args.warmup:
+                    await self.burst(
+                        sessions[target],
+                        self.load(target, case.stream),
+                        self.args.warmup,
+                        case.concurrency,
+                    )
+            # Keep the warm-up's trace inserts out of the first measured run.
+            await self.wait_for_traces(self.sent_through_keelway)
+            for index in range(self.args.runs):
+                order = (
+                    ("direct", "keelway") if index % 2 == 0 else ("keelway", "direct")
+                )
+                for target in order:
+                    run = await self.measure(sessions[target], target, case)
+                    case.runs[target].append(run)
+                    print(
+                        f"  {case.name} run {index + 1}/{self.args.runs} {target:7}: "
+                        f"{run.rps:7.0f} rps  p50 {run.p50_ms:6.2f} ms  "
+                        f"p99 {run.p99_ms:6.2f} ms",
+                        flush=True,
+                    )
+        finally:
+            for session in sessions.values():
+                await session.close()
+
+    async def run(self) -> list[Case]:
+        cases = [
+            Case(concurrency, stream)
+            for concurrency in self.args.concurrency
+            for stream in (False, True)
+        ]
+        for case in cases:
+            print(f"case {case.name}", flush=True)
+            await self.run_case(case)
+        return cases
+
+
+def results_table(cases: list[Case]) -> str:
+    header = (
+        "| case | concurrency | stream | direct rps | keelway rps "
+        "| direct p50 / p99 ms | keelway p50 / p99 ms | added p50 / p99 ms "
+        "| keelway CPU ms/req |"
+    )
+    lines = [header, "|" + " --- |" * 9]
+    for case in cases:
+        s = case.summary()
+        cells = [
+            case.name,
+            str(case.concurrency),
+            "yes" if case.stream else "no",
+            f"{s['direct_rps']:.0f}",
+            f"{s['keelway_rps']:.0f}",
+            f"{s['direct_p50_ms']:.2f} / {s['direct_p99_ms']:.2f}",
+            f"{s['keelway_p50_ms']:.2f} / {s['keelway_p99_ms']:.2f}",
+            f"{s['added_p50_ms']:+.2f} / {s['added_p99_ms']:+.2f}",
+            f"{s['keelway_cpu_ms']:.2f}",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def cpu_table(cases: list[Case]) -> str:
+    header = (
+        "| case | keelway | fake, direct runs | fake, keelway runs "
+        "| load generator, direct runs | load generator, keelway runs |"
+    )
+    lines = [header, "|" + " --- |" * 6]
+    for case in cases:
+        s = case.summary()
+        lines.append(
+            f"| {case.name} | {s['keelway_cpu_ms']:.2f} "
+            f"| {s['fake_cpu_ms_direct']:.2f} | {s['fake_cpu_ms_keelway']:.2f} "
+            f"| {s['client_cpu_ms_direct']:.2f} | {s['client_cpu_ms_keelway']:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "load_average_at_start": os.getloadavg(),
+    }
+
+
+async def run_bench(
+    env: Environment, args: argparse.Namespace
+) -> tuple[Bench, list[Case]]:
+    bench = Bench(env, args)
+    cases = await asyncio.wait_for(bench.run(), args.timeout)
+    return bench, cases
+
+
+def raise_system_exit(signum: int, _frame: object) -> None:
+    # Turn SIGTERM into an exception so that the servers are stopped on the
+    # way out, as they are for Ctrl-C.
+    raise SystemExit(128 + signum)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, raise_system_exit)
+    info = machine()
+    print(
+        f"{args.requests} requests x {args.runs} runs per case and target, "
+        f"{args.warmup} warm-up requests, concurrency {args.concurrency}; "
+        f"{info['cpus']} CPUs, load average {info['load_average_at_start'][0]:.2f}",
+        flush=True,
+    )
+    started = time.monotonic()
+    with environment() as env:
+        try:
+            bench, cases = asyncio.run(run_bench(env, args))
+        except TimeoutError:
+            print(
+                f"the load did not finish within {args.timeout:.0f}s", file=sys.stderr
+            )
+            return 1
+        stored = asyncio.run(bench.wait_for_traces(bench.sent_through_keelway))
+        # A count that settled at the expected number could still grow if
+        # requests were traced twice, so look once more after a pause.
+        time.sleep(TRACE_SETTLE_SECONDS)
+        stored = env.traces.count()
+        keelway_pid = env.keelway.pid
+    elapsed = time.monotonic() - started
+
+    print()
+    print(results_table(cases))
+    print()
+    print("CPU ms per request, by process:")
+    print()
+    print(cpu_table(cases))
+    print()
+    traces_ok = stored == bench.sent_through_keelway
+    print(
+        f"traces: {stored} stored for {bench.sent_through_keelway} requests sent "
+        f"through keelway (warm-up included) - {'ok' if traces_ok else 'MISMATCH'}"
+    )
+    print(f"failed requests: {bench.failures}; total time {elapsed:.0f}s")
+
+    if args.json is not None:
+        report = {
+            "settings": {
+                "requests": args.requests,
+                "runs": args.runs,
+                "warmup": args.warmup,
+                "concurrency": args.concurrency,
+            },
+            "machine": info,
+            "keelway_pid": keelway_pid,
+            "cases": [
+                {
+                    "name": case.name,
+                    "concurrency": case.concurrency,
+                    "stream": case.stream,
+                    "median": case.summary(),
+                    "runs": {
+                        target: [asdict(run) for run in runs]
+                        for target, runs in case.runs.items()
+                    },
+                }
+                for case in cases
+            ],
+            "traces": {"stored": stored, "expected": bench.sent_through_keelway},
+            "failed_requests": bench.failures,
+            "seconds": elapsed,
+        }
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    return 0 if traces_ok and bench.failures == 0 else 1
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("interrupted; both servers were stopped", file=sys.stderr)
+        sys.exit(130)
