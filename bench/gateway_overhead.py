@@ -719,6 +719,9 @@ def main(argv: list[str] | None = None) -> int:
         stored = env.traces.count()
         keelway_pid = env.keelway.pid
     elapsed = time.monotonic() - started
+    # Other work on the machine skews every number, and the load average at
+    # both ends is the cheapest sign of it.
+    info["load_average_at_end"] = os.getloadavg()
 
     print()
     print(results_table(cases))
@@ -732,7 +735,10 @@ def main(argv: list[str] | None = None) -> int:
         f"traces: {stored} stored for {bench.sent_through_keelway} requests sent "
         f"through keelway (warm-up included) - {'ok' if traces_ok else 'MISMATCH'}"
     )
-    print(f"failed requests: {bench.failures}; total time {elapsed:.0f}s")
+    print(
+        f"failed requests: {bench.failures}; total time {elapsed:.0f}s; "
+        f"load average {info['load_average_at_end'][0]:.2f} at the end"
+    )
 
     if args.json is not None:
         report = {

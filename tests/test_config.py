@@ -57,7 +57,10 @@ def test_unset_environment_reference_fails(monkeypatch: pytest.MonkeyPatch) -> N
     }
     with pytest.raises(
         ConfigError,
-        match=r"models\.m\.deployments\[0\]\.api_key: environment variable NOT_SET_ANYWHERE",
+        match=(
+            r"models\.m\.deployments\[0\]\.api_key: "
+            "environment variable NOT_SET_ANYWHERE"
+        ),
     ):
         parse_config(data)
 

@@ -38,7 +38,9 @@ OPENAI_WEATHER = {
 
 @pytest.fixture(scope="module")
 def fake_anthropic() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic(api_key="sk-ant-fake-key", model="claude-sonnet-4-5-20250929") as fake:
+    with FakeAnthropic(
+        api_key="sk-ant-fake-key", model="claude-sonnet-4-5-20250929"
+    ) as fake:
         yield fake
 
 
@@ -110,7 +112,9 @@ def test_messages_sdk_over_openai_upstream(
     assert trace["cost_usd"] == pytest.approx(0.004)
 
 
-def test_messages_sdk_streams(claude: anthropic.Anthropic, server: KeelwayServer) -> None:
+def test_messages_sdk_streams(
+    claude: anthropic.Anthropic, server: KeelwayServer
+) -> None:
     request_id = rid()
     with claude.messages.stream(
         model="gpt-4o",
@@ -159,7 +163,9 @@ def test_messages_sdk_streams_tool_use(claude: anthropic.Anthropic) -> None:
 def test_messages_errors_use_anthropic_shape(claude: anthropic.Anthropic) -> None:
     with pytest.raises(anthropic.NotFoundError) as raised:
         claude.messages.create(
-            model="no-such-model", max_tokens=10, messages=[{"role": "user", "content": "hi"}]
+            model="no-such-model",
+            max_tokens=10,
+            messages=[{"role": "user", "content": "hi"}],
         )
     assert raised.value.body["type"] == "error"
     assert raised.value.body["error"]["type"] == "not_found_error"
@@ -198,7 +204,9 @@ def test_openai_sdk_over_anthropic_upstream(
     assert trace["cost_usd"] == pytest.approx(0.007275)
 
 
-def test_openai_sdk_streams_from_anthropic(gpt: openai.OpenAI, server: KeelwayServer) -> None:
+def test_openai_sdk_streams_from_anthropic(
+    gpt: openai.OpenAI, server: KeelwayServer
+) -> None:
     request_id = rid()
     stream = gpt.chat.completions.create(
         model="claude-sonnet",
@@ -216,7 +224,9 @@ def test_openai_sdk_streams_from_anthropic(gpt: openai.OpenAI, server: KeelwaySe
     assert trace["usage_source"] == "provider"
 
 
-def test_openai_sdk_tool_call_via_anthropic(gpt: openai.OpenAI, fake_anthropic: FakeAnthropic) -> None:
+def test_openai_sdk_tool_call_via_anthropic(
+    gpt: openai.OpenAI, fake_anthropic: FakeAnthropic
+) -> None:
     response = gpt.chat.completions.create(
         model="claude-sonnet",
         messages=[{"role": "user", "content": "Please use the tool for Paris."}],
@@ -227,7 +237,10 @@ def test_openai_sdk_tool_call_via_anthropic(gpt: openai.OpenAI, fake_anthropic: 
     assert response.choices[0].finish_reason == "tool_calls"
     assert call.function.name == "get_weather"
     assert orjson.loads(call.function.arguments) == {"city": "Paris"}
-    assert fake_anthropic.requests[-1].body["tools"][0]["input_schema"] == WEATHER["input_schema"]
+    assert (
+        fake_anthropic.requests[-1].body["tools"][0]["input_schema"]
+        == WEATHER["input_schema"]
+    )
 
 
 def test_anthropic_rate_limit_passes_through(gpt: openai.OpenAI) -> None:
@@ -260,13 +273,15 @@ def test_aborted_anthropic_stream_keeps_input_counts(server: KeelwayServer) -> N
         "stream": True,
     }
     headers = {"Authorization": f"Bearer {server.key}", "X-Request-Id": request_id}
-    with httpx.Client(timeout=10) as http:
-        with http.stream(
+    with (
+        httpx.Client(timeout=10) as http,
+        http.stream(
             "POST", server.url + "/v1/chat/completions", json=body, headers=headers
-        ) as response:
-            for line in response.iter_lines():
-                if '"content"' in line:
-                    break
+        ) as response,
+    ):
+        for line in response.iter_lines():
+            if '"content"' in line:
+                break
     trace = wait_for_trace(server, request_id)
     assert trace["http_status"] == 499
     # message_start reported the exact input and cache counts before the cut.

@@ -276,9 +276,12 @@ def test_aborted_stream_still_traced(gateway: KeelwayServer) -> None:
         "stream": True,
     }
     headers = {"Authorization": f"Bearer {gateway.key}", "X-Request-Id": request_id}
-    with httpx.Client(timeout=10) as http, http.stream(
-        "POST", gateway.url + "/v1/chat/completions", json=body, headers=headers
-    ) as response:
+    with (
+        httpx.Client(timeout=10) as http,
+        http.stream(
+            "POST", gateway.url + "/v1/chat/completions", json=body, headers=headers
+        ) as response,
+    ):
         received = 0
         for line in response.iter_lines():
             if line.startswith("data: "):

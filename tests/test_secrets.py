@@ -37,7 +37,7 @@ def server(
 
 
 def _exercise(server: KeelwayServer) -> list[str]:
-    """Send successful and failing requests with every kind of key; return the bodies."""
+    """Send good and failing requests with every kind of key and return the bodies."""
     bodies = []
     for key in (server.key, MASTER_KEY, server.key + "x"):
         client = openai.OpenAI(base_url=server.url + "/v1", api_key=key, max_retries=0)

@@ -106,5 +106,15 @@ def test_usage_sums_by_group(database: Database) -> None:
 
 def test_list_filters_by_user_and_model(database: Database) -> None:
     store = TraceStore(database)
-    assert {t["model"] for t in store.list(user="u1")} == {"usage-a", "usage-b"}
-    assert [t["user"] for t in store.list(model="usage-b")] == ["u1"]
+    assert {t["model"] for t in store.recent(user="u1")} == {"usage-a", "usage-b"}
+    assert [t["user"] for t in store.recent(model="usage-b")] == ["u1"]
+
+
+def test_get_accepts_unique_prefix(database: Database) -> None:
+    trace = _stored_trace("prefix-user", "prefix-model", 0.1, timedelta(0))
+    TraceWriter(database, Metrics()).write_batch([trace])
+    store = TraceStore(database)
+    found = store.get(trace.id[:8])
+    assert found is not None
+    assert found["id"] == trace.id
+    assert store.get(trace.id[:3]) is None

@@ -61,7 +61,7 @@ async def _load(
     answered: list[str],
     stop_after: float,
 ) -> None:
-    """Send ``total`` requests, ``concurrency`` at a time; stop after ``stop_after`` s."""
+    """Send ``total`` requests, ``concurrency`` at a time, for ``stop_after`` s."""
     queue: asyncio.Queue[int] = asyncio.Queue()
     for number in range(total):
         queue.put_nowait(number)

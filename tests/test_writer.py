@@ -1,4 +1,4 @@
-"""The trace batch writer and trace records: payload limits, skew, backpressure, drops."""
+"""Trace batch writer and trace records: payload limits, skew, backpressure, drops."""
 
 from __future__ import annotations
 

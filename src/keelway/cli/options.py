@@ -16,7 +16,9 @@ config_option = click.option(
     "config_path",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Config file [default: ./keelway.yaml if it exists, else the built-in default].",
+    help=(
+        "Config file [default: ./keelway.yaml if it exists, else the built-in default]."
+    ),
 )
 
 

@@ -18,7 +18,7 @@ _DURATION = re.compile(r"^(\d+)\s*([smhdw])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
-class SinceType(click.ParamType):
+class SinceType(click.ParamType[datetime]):
     """A duration back from now (``30m``, ``24h``, ``7d``) or an ISO date or time."""
 
     name = "since"
@@ -106,7 +106,7 @@ def list_traces(
     config_path: Path | None,
 ) -> None:
     """List the newest traces."""
-    rows = _store(config_path).list(since=since, model=model, user=user, limit=limit)
+    rows = _store(config_path).recent(since=since, model=model, user=user, limit=limit)
     if as_json:
         for row in rows:
             click.echo(_json(row))
@@ -117,7 +117,8 @@ def list_traces(
     )
     for row in rows:
         click.echo(
-            f"{row['id']:32}  {row['started_at']:%Y-%m-%d %H:%M:%S}  {(row['model'] or '-')[:20]:20} "
+            f"{row['id']:32}  {row['started_at']:%Y-%m-%d %H:%M:%S}  "
+            f"{(row['model'] or '-')[:20]:20} "
             f"{row['http_status']:<6} {_tokens(row):>12} {_ms(row['latency_ms']):>8} "
             f"{_ms(row['ttft_ms']):>7} {_cost(row['cost_usd']):>12}"
         )
@@ -140,11 +141,7 @@ def show_trace(trace_id: str, as_json: bool, config_path: Path | None) -> None:
         ("request", trace["request_id"]),
         ("time", f"{trace['started_at']:%Y-%m-%d %H:%M:%S.%f}"[:-3]),
         ("route", trace["route"]),
-        (
-            "model",
-            f"{trace['model']} via {trace['deployment']} ({trace['provider']}:"
-            f" {trace['upstream_model']})",
-        ),
+        ("model", _model_line(trace)),
         ("key", f"{trace['key_name']} (team {trace['team'] or '-'})"),
         (
             "status",
@@ -161,7 +158,8 @@ def show_trace(trace_id: str, as_json: bool, config_path: Path | None) -> None:
         ("tokens", _token_detail(trace)),
         (
             "cost",
-            f"{_cost(trace['cost_usd'])} (price table {trace['price_table_version'] or '-'})",
+            f"{_cost(trace['cost_usd'])}"
+            f" (price table {trace['price_table_version'] or '-'})",
         ),
         ("user", trace["user"] or "-"),
         ("use case", trace["use_case"] or "-"),
@@ -183,6 +181,15 @@ def show_trace(trace_id: str, as_json: bool, config_path: Path | None) -> None:
             )
             click.echo(f"{label}{size}:")
             click.echo(f"  {trace[key]}")
+
+
+def _model_line(trace: dict[str, Any]) -> str:
+    if trace["model"] is None:
+        return "-"
+    return (
+        f"{trace['model']} via {trace['deployment']}"
+        f" ({trace['provider']}: {trace['upstream_model']})"
+    )
 
 
 def _token_detail(trace: dict[str, Any]) -> str:
@@ -219,7 +226,7 @@ def _token_detail(trace: dict[str, Any]) -> str:
 def usage(
     by: str, since: datetime | None, as_json: bool, config_path: Path | None
 ) -> None:
-    """Sum requests, tokens and cost per model, key, user, use case or segment."""
+    """Sum requests, tokens and cost per group of traces."""
     rows = _store(config_path).usage(by=by, since=since)
     if as_json:
         for row in rows:
@@ -231,9 +238,11 @@ def usage(
     )
     for row in rows:
         cost = f"${row.cost_usd:.6f}" + ("*" if row.unpriced else "")
+        cached = row.cache_read_tokens + row.cache_write_tokens
         click.echo(
-            f"{(row.group or '-')[:24]:24} {row.requests:>9} {row.errors:>7} {row.input_tokens:>10} "
-            f"{row.cache_read_tokens + row.cache_write_tokens:>10} {row.output_tokens:>10} {cost:>14}"
+            f"{(row.group or '-')[:24]:24} {row.requests:>9} {row.errors:>7} "
+            f"{row.input_tokens:>10} {cached:>10} "
+            f"{row.output_tokens:>10} {cost:>14}"
         )
     if any(row.unpriced for row in rows):
         click.echo(

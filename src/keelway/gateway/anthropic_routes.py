@@ -1,7 +1,7 @@
 """The Anthropic-compatible ``POST /v1/messages`` route.
 
 Requests are translated to the OpenAI shape that every provider adapter
-takes, so any model keelway serves answers Anthropic's SDK, and answers and
+takes, so Anthropic's SDK can call any model keelway serves. Responses and
 stream events are translated back.
 """
 

@@ -2,8 +2,8 @@
 
 Keys arrive as ``Authorization: Bearer ...`` (OpenAI SDK) or ``x-api-key``
 (Anthropic SDK). A checked key is trusted for ``auth.key_cache_seconds`` so
-that the store is not read on every request; a revoked key therefore stops
-working within that time, and an unknown key is never cached.
+that the store is not read on every request. A revoked key therefore stops
+working within that time. An unknown key is never cached.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ MASTER_KEY_ENV = "KEELWAY_MASTER_KEY"
 
 @dataclass(frozen=True, slots=True)
 class Caller:
-    """Who made a request: a virtual key or the master key."""
+    """Identity behind a request: a virtual key or the master key."""
 
     key_id: str | None
     key_name: str
@@ -49,8 +49,8 @@ def presented_key(request: Request) -> str | None:
         scheme, _, value = header.partition(" ")
         if scheme.lower() == "bearer" and value.strip():
             return value.strip()
-    value = request.headers.get("x-api-key")
-    return value.strip() if value and value.strip() else None
+    api_key = request.headers.get("x-api-key")
+    return api_key.strip() if api_key and api_key.strip() else None
 
 
 class Authenticator:

@@ -1,4 +1,4 @@
-"""Errors the gateway answers with, and their HTTP status codes, in one place.
+"""Errors the gateway returns, and their HTTP status codes, in one place.
 
 Every error reaches the client as an OpenAI-style body::
 
@@ -26,7 +26,7 @@ from keelway.providers.errors import (
 
 
 class GatewayError(Exception):
-    """An error answered to the client with a status code and an error body."""
+    """An error returned to the client with a status code and an error body."""
 
     status = 500
     error_type = "api_error"
@@ -134,7 +134,7 @@ class MethodNotAllowed(GatewayError):
 
 
 class UpstreamFailed(GatewayError):
-    """The provider failed or answered with something keelway cannot read."""
+    """The provider failed or returned something keelway cannot read."""
 
     status = 502
     error_type = "upstream_error"

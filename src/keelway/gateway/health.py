@@ -21,7 +21,7 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    """GET /readyz: the store answers and every deployment can take requests."""
+    """GET /readyz: the store responds and every deployment can take requests."""
     pipeline: Pipeline = request.app.state.pipeline
     store = {"ready": True, "detail": ""}
     try:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import replace
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any, Protocol
 
 import anyio
@@ -38,14 +38,14 @@ class StreamEncoder(Protocol):
         ...
 
     def response(self, assembler: StreamAssembler) -> dict[str, Any]:
-        """Return the whole answer, as the trace stores it."""
+        """Return the whole response, as the trace stores it."""
         ...
 
 
 async def stream_response(
     pipeline: Pipeline, call: Call, encoder: StreamEncoder
 ) -> SSEResponse:
-    """Start the provider's stream and answer with an SSE response.
+    """Start the provider's stream and return an SSE response.
 
     The first chunk is awaited before the response starts, so an upstream
     that fails at once gets a proper HTTP status rather than an error event.

@@ -7,6 +7,7 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    disable_created_metrics,
     generate_latest,
 )
 
@@ -22,6 +23,8 @@ class Metrics:
     """Counters and histograms exposed at ``/metrics``."""
 
     def __init__(self) -> None:
+        # The *_created series double the output and no dashboard reads them.
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry()
         labels = ("route", "model", "deployment")
         self.requests = Counter(

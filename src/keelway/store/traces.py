@@ -7,9 +7,13 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import case, func, select
+from sqlalchemy.orm import Session
 
 from keelway.store.database import Database
 from keelway.store.models import Span, Trace
+
+# Shortest trace id prefix accepted in place of a whole id, as git does for hashes.
+MIN_PREFIX = 6
 
 USAGE_GROUPS = {
     "model": Trace.model,
@@ -56,7 +60,7 @@ class TraceStore:
     def __init__(self, database: Database) -> None:
         self.database = database
 
-    def list(
+    def recent(
         self,
         *,
         since: datetime | None = None,
@@ -76,10 +80,14 @@ class TraceStore:
             return [trace_dict(row) for row in session.scalars(query)]
 
     def get(self, trace_id: str) -> dict[str, Any] | None:
-        """Return one trace by id or request id, with its spans, or None."""
+        """Return one trace by id, request id or unique id prefix, or None."""
         with self.database.session() as session:
-            trace = session.get(Trace, trace_id) or session.scalar(
-                select(Trace).where(Trace.request_id == trace_id).limit(1)
+            trace = (
+                session.get(Trace, trace_id)
+                or session.scalar(
+                    select(Trace).where(Trace.request_id == trace_id).limit(1)
+                )
+                or self._by_prefix(session, trace_id)
             )
             if trace is None:
                 return None
@@ -89,6 +97,14 @@ class TraceStore:
             result = trace_dict(trace)
             result["spans"] = [span_dict(span) for span in spans]
             return result
+
+    @staticmethod
+    def _by_prefix(session: Session, prefix: str) -> Trace | None:
+        if len(prefix) < MIN_PREFIX or not prefix.isalnum():
+            return None
+        query = select(Trace).where(Trace.id.startswith(prefix)).limit(2)
+        matches = list(session.scalars(query))
+        return matches[0] if len(matches) == 1 else None
 
     def count(self) -> int:
         """Return the number of stored traces."""

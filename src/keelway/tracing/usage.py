@@ -70,7 +70,7 @@ class Usage:
 
     @classmethod
     def from_anthropic(cls, usage: Mapping[str, Any]) -> Usage:
-        """Read an Anthropic ``usage`` object, where cache reads and writes stand apart."""
+        """Read an Anthropic ``usage`` object, which counts cache tokens apart."""
         return cls(
             input_tokens=_count(usage.get("input_tokens")),
             cache_read_tokens=_count(usage.get("cache_read_input_tokens")),
@@ -79,7 +79,7 @@ class Usage:
         )
 
     def to_openai(self) -> dict[str, Any]:
-        """Render as an OpenAI ``usage`` object, keeping cache writes as an extra field."""
+        """Render as an OpenAI ``usage`` object, with cache writes as an extra field."""
         usage: dict[str, Any] = {
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.output_tokens,
