@@ -31,9 +31,11 @@ async def readyz(request: Request) -> Response:
     except (StoreError, TimeoutError) as error:
         store = {"ready": False, "detail": str(error) or "store check timed out"}
 
+    # Checks run together, so one slow provider does not delay the others.
+    checked = pipeline.router.deployments()
+    statuses = await asyncio.gather(*(d.provider.check() for d in checked))
     deployments = {}
-    for deployment in pipeline.router.deployments():
-        status = await deployment.provider.check()
+    for deployment, status in zip(checked, statuses, strict=True):
         pipeline.metrics.deployment_up.labels(deployment.group, deployment.name).set(
             1 if status.ready else 0
         )
