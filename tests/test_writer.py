@@ -126,3 +126,49 @@ def test_enqueue_when_full_still_writes(database: Database) -> None:
 
     asyncio.run(scenario())
     assert TraceStore(database).count() == 4
+
+
+class _CountingWriter(TraceWriter):
+    """A writer that records the size of each batch it inserts."""
+
+    def __init__(
+        self, database: Database, *, batch_size: int = 500, flush_interval: float
+    ) -> None:
+        super().__init__(
+            database, Metrics(), batch_size=batch_size, flush_interval=flush_interval
+        )
+        self.batches: list[int] = []
+
+    def write_batch(self, batch: list[TraceRecord]) -> None:
+        self.batches.append(len(batch))
+        super().write_batch(batch)
+
+
+def test_quiet_traffic_shares_a_batch(database: Database) -> None:
+    async def scenario() -> list[int]:
+        writer = _CountingWriter(database, flush_interval=0.5)
+        await writer.start()
+        for number in range(3):
+            await writer.submit(_trace(number))
+            await asyncio.sleep(0.02)
+        await writer.stop()
+        return writer.batches
+
+    assert asyncio.run(scenario()) == [3]
+    assert TraceStore(database).count() == 3
+
+
+def test_full_batch_skips_the_wait(database: Database) -> None:
+    async def scenario() -> tuple[list[int], float]:
+        writer = _CountingWriter(database, batch_size=4, flush_interval=30.0)
+        for number in range(4):
+            await writer.submit(_trace(number))
+        await writer.start()
+        started = asyncio.get_running_loop().time()
+        await writer.stop()
+        return writer.batches, asyncio.get_running_loop().time() - started
+
+    batches, waited = asyncio.run(scenario())
+    assert batches == [4]
+    # A full queue is written at once rather than after the 30 s interval.
+    assert waited < 30

@@ -97,6 +97,9 @@ class TracingConfig(_Strict):
     max_payload_bytes: int = Field(64 * 1024, ge=256)
     queue_size: int = Field(10_000, ge=1)
     batch_size: int = Field(500, ge=1)
+    # How long the writer waits for a batch to fill before it writes what it
+    # has; longer waits mean fewer, larger transactions at low traffic.
+    flush_interval_ms: float = Field(50.0, ge=0, le=10_000)
     when_full: Literal["wait", "drop"] = "wait"
 
 

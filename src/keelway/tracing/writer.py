@@ -2,6 +2,8 @@
 
 Requests hand finished traces to a bounded asyncio queue; one task drains it
 in batches and inserts each batch in a single transaction on a worker thread.
+A batch is written when it is full or ``flush_interval`` seconds after its
+first trace arrived, whichever comes first.
 When the queue is full, requests wait for room by default, so load slows the
 gateway down instead of losing traces. ``when_full: drop`` trades that for
 latency: drops are counted and logged. On shutdown the queue is drained.
@@ -39,11 +41,13 @@ class TraceWriter:
         *,
         queue_size: int = 10_000,
         batch_size: int = 500,
+        flush_interval: float = 0.05,
         when_full: Literal["wait", "drop"] = "wait",
     ) -> None:
         self.database = database
         self.metrics = metrics
         self.batch_size = batch_size
+        self.flush_interval = flush_interval
         self.when_full = when_full
         self.queue: asyncio.Queue[TraceRecord] = asyncio.Queue(queue_size)
         self.dropped = 0
@@ -114,16 +118,23 @@ class TraceWriter:
 
     async def _run(self) -> None:
         while True:
-            batch = [await self.queue.get()]
-            while len(batch) < self.batch_size:
-                try:
-                    batch.append(self.queue.get_nowait())
-                except asyncio.QueueEmpty:
-                    break
+            batch = await self._collect_batch()
             self.metrics.trace_queue.set(self.queue.qsize())
             await self._write_with_retry(batch)
             for _ in batch:
                 self.queue.task_done()
+
+    async def _collect_batch(self) -> list[TraceRecord]:
+        batch = [await self.queue.get()]
+        # One sleep per batch costs less than waiting on the queue per trace.
+        if self.queue.qsize() < self.batch_size - 1 and self.flush_interval > 0:
+            await asyncio.sleep(self.flush_interval)
+        while len(batch) < self.batch_size:
+            try:
+                batch.append(self.queue.get_nowait())
+            except asyncio.QueueEmpty:
+                break
+        return batch
 
     async def _write_with_retry(self, batch: list[TraceRecord]) -> None:
         attempt = 0
