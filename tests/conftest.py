@@ -120,7 +120,7 @@ def gateway(
         tmp_path_factory.mktemp("gateway"),
         database_url,
         models,
-        settings={"server": {"max_body_bytes": 65536}},
+        settings={"server": {"max_body_bytes": 65536, "body_timeout": 1.0}},
         env={"FAKE_OPENAI_KEY": API_KEY},
     )
     server.start()

@@ -118,3 +118,18 @@ def test_get_accepts_unique_prefix(database: Database) -> None:
     assert found is not None
     assert found["id"] == trace.id
     assert store.get(trace.id[:3]) is None
+
+
+def test_nul_characters_do_not_block_writes(database: Database) -> None:
+    # PostgreSQL text columns reject NUL, which a JSON string can carry.
+    poisoned = _stored_trace("nul\x00user", "nul\x00model", 0.1, timedelta(0))
+    poisoned.tags = ["a\x00b"]
+    poisoned.error_message = "model 'x\x00' not found"
+    clean = _stored_trace("clean-user", "clean-model", 0.1, timedelta(0))
+    TraceWriter(database, Metrics()).write_batch([poisoned, clean])
+    store = TraceStore(database)
+    stored = store.get(poisoned.id)
+    assert stored is not None
+    assert stored["user"] == "nul\ufffduser"
+    assert stored["tags"] == ["a\ufffdb"]
+    assert store.get(clean.id) is not None

@@ -172,3 +172,24 @@ def test_full_batch_skips_the_wait(database: Database) -> None:
     assert batches == [4]
     # A full queue is written at once rather than after the 30 s interval.
     assert waited < 30
+
+
+def test_rejected_trace_spares_its_batch(database: Database) -> None:
+    metrics = Metrics()
+    poisoned = _trace(2)
+    # JSON cannot encode this tag, so the store rejects the row on every try.
+    poisoned.tags = [object()]  # type: ignore[list-item]
+
+    async def scenario() -> int:
+        writer = TraceWriter(database, metrics)
+        for trace in (_trace(1), poisoned, _trace(3)):
+            await writer.submit(trace)
+        await writer.start()
+        await writer.stop()
+        return writer.dropped
+
+    assert asyncio.run(scenario()) == 1
+    store = TraceStore(database)
+    assert store.count() == 2
+    assert store.get(poisoned.id) is None
+    assert b"keelway_traces_dropped_total 1.0" in metrics.render()

@@ -81,6 +81,8 @@ class ServerConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(4000, ge=0, le=65535)
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    # Seconds a client has to send its whole request body; slower gets 408.
+    body_timeout: float = Field(30.0, gt=0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
 

@@ -70,6 +70,9 @@ def create_app(config: Config, database: Database) -> FastAPI:
         docs_url="/docs",
         redoc_url=None,
     )
+    # A path with a trailing slash gets a JSON 404 rather than a redirect
+    # built from the client's Host header.
+    app.router.redirect_slashes = False
     app.state.pipeline = pipeline
     app.state.database = database
     app.state.started_at = time.time()
@@ -95,19 +98,30 @@ def _add_routes(app: FastAPI) -> None:
     app.add_route("/metrics", health.metrics, ["GET"])
 
 
+def _error_style(request: Request) -> str:
+    """Return the error body style of the route: Anthropic's on its route."""
+    return "anthropic" if request.url.path.startswith("/v1/messages") else "openai"
+
+
 def _add_error_handlers(app: FastAPI) -> None:
     async def http_error(request: Request, error: Exception) -> Response:
         status = error.status_code if isinstance(error, HTTPException) else 500
+        style = _error_style(request)
         if status == 404:
-            return error_response(RouteNotFound(f"no route {request.url.path!r}"))
+            return error_response(
+                RouteNotFound(f"no route {request.url.path!r}"), style
+            )
         if status == 405:
+            allowed = error.headers if isinstance(error, HTTPException) else None
             return error_response(
                 MethodNotAllowed(
-                    f"{request.method} is not allowed on {request.url.path!r}"
-                )
+                    f"{request.method} is not allowed on {request.url.path!r}",
+                    headers=dict(allowed or {}),
+                ),
+                style,
             )
         detail = error.detail if isinstance(error, HTTPException) else "request failed"
-        return error_response(GatewayError(str(detail), status=status))
+        return error_response(GatewayError(str(detail), status=status), style)
 
     async def unexpected(request: Request, error: Exception) -> Response:
         log.error(
@@ -118,7 +132,8 @@ def _add_error_handlers(app: FastAPI) -> None:
             exc_info=error,
         )
         return error_response(
-            GatewayError("internal error in keelway; the log has the details")
+            GatewayError("internal error in keelway; the log has the details"),
+            _error_style(request),
         )
 
     app.add_exception_handler(HTTPException, http_error)

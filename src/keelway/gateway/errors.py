@@ -93,6 +93,20 @@ class BodyTooLarge(InvalidRequest):
     code = "request_too_large"
 
 
+class BodyReadTimedOut(InvalidRequest):
+    """The client sent its body too slowly or stopped sending it."""
+
+    status = 408
+    code = "request_timeout"
+
+
+class ClientClosed(GatewayError):
+    """The client closed the connection before the request was read."""
+
+    status = 499
+    code = "client_closed_request"
+
+
 class AuthenticationFailed(GatewayError):
     """The API key is missing, unknown or revoked."""
 
@@ -163,6 +177,8 @@ _ANTHROPIC_TYPES = {
     403: "permission_error",
     404: "not_found_error",
     413: "request_too_large",
+    405: "invalid_request_error",
+    408: "timeout_error",
     422: "invalid_request_error",
     429: "rate_limit_error",
     504: "timeout_error",

@@ -112,7 +112,10 @@ class Pipeline:
         )
         trace.payloads = caller.payloads or self.config.tracing.payloads
 
-        body = await read_json_object(request, self.config.server.max_body_bytes)
+        server = self.config.server
+        body = await read_json_object(
+            request, server.max_body_bytes, server.body_timeout
+        )
         self._record_request(trace, body)
         schema(body)
         attribute(trace, request, body)

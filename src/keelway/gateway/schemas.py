@@ -7,9 +7,9 @@ Validation is strict (no string-to-number coercion), as OpenAI's is.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from keelway.gateway.errors import InvalidField
 
@@ -62,20 +62,66 @@ class ChatCompletionRequest(_Open):
     metadata: JSONObject | None = None
 
 
+NonEmpty = Field(min_length=1)
+
+
 class EmbeddingRequest(_Open):
     model: str = Field(min_length=1)
-    input: str | list[str] | list[int] | list[list[int]]
+    input: (
+        Annotated[str, NonEmpty]
+        | Annotated[list[str], NonEmpty]
+        | Annotated[list[int], NonEmpty]
+        | Annotated[list[list[int]], NonEmpty]
+    )
     encoding_format: Literal["float", "base64"] | None = None
+
+    @field_validator("input", mode="before")
+    @classmethod
+    def _check_input(cls, value: Any) -> Any:
+        # One message for the whole union, rather than one per alternative.
+        if value == "" or value == []:
+            raise ValueError("input must not be empty")
+        if not _is_embedding_input(value):
+            raise ValueError(
+                "expected a string, a list of strings, a list of token ids"
+                " or a list of lists of token ids"
+            )
+        return value
+
     dimensions: int | None = Field(None, ge=1)
     user: str | None = None
     metadata: JSONObject | None = None
+
+
+class ContentBlock(_Open):
+    type: str = Field(min_length=1)
+
+
+class AnthropicMessage(_Open):
+    role: Literal["user", "assistant"]
+    content: str | list[ContentBlock]
+
+    @field_validator("content", mode="before")
+    @classmethod
+    def _check_content(cls, value: Any) -> Any:
+        if isinstance(value, str) or (
+            isinstance(value, list) and all(isinstance(b, dict) for b in value)
+        ):
+            return value
+        raise ValueError("expected a string or a list of content block objects")
+
+
+class AnthropicToolChoice(_Open):
+    type: Literal["auto", "any", "tool", "none"]
+    name: str | None = None
+    disable_parallel_tool_use: bool | None = None
 
 
 class MessagesRequest(_Open):
     """An Anthropic Messages API request."""
 
     model: str = Field(min_length=1)
-    messages: list[JSONObject] = Field(min_length=1)
+    messages: list[AnthropicMessage] = Field(min_length=1)
     max_tokens: int = Field(ge=1)
     system: str | list[JSONObject] | None = None
     stream: bool = False
@@ -84,8 +130,25 @@ class MessagesRequest(_Open):
     top_p: float | None = Field(None, ge=0, le=1)
     top_k: int | None = Field(None, ge=0)
     tools: list[JSONObject] | None = None
-    tool_choice: JSONObject | None = None
+    tool_choice: AnthropicToolChoice | None = None
     metadata: JSONObject | None = None
+
+
+def _is_embedding_input(value: Any) -> bool:
+    if isinstance(value, str):
+        return True
+    if not isinstance(value, list) or not value:
+        return False
+    if all(isinstance(item, str) for item in value):
+        return True
+    if all(isinstance(item, int) and not isinstance(item, bool) for item in value):
+        return True
+    return all(
+        isinstance(item, list)
+        and item
+        and all(isinstance(n, int) and not isinstance(n, bool) for n in item)
+        for item in value
+    )
 
 
 def _location(location: tuple[int | str, ...]) -> str:
@@ -93,7 +156,12 @@ def _location(location: tuple[int | str, ...]) -> str:
     for part in location:
         if isinstance(part, int):
             path += f"[{part}]"
-        elif part in ("str", "list[dict[str,any]]", "function-after"):
+        elif part in (
+            "str",
+            "list[dict[str,any]]",
+            "list[ContentBlock]",
+            "function-after",
+        ) or str(part).startswith(("constrained-", "list[")):
             continue
         else:
             path += f".{part}" if path else str(part)
@@ -105,12 +173,13 @@ def validate(schema: type[BaseModel], body: JSONObject) -> None:
     try:
         schema.model_validate(body)
     except ValidationError as error:
-        first = error.errors(include_url=False, include_input=False)[0]
+        errors = error.errors(include_url=False, include_input=False)
+        # Within a union the deepest error is the most specific one.
+        first = max(errors, key=lambda e: len(e["loc"]))
         param = _location(first["loc"])
+        reason = first["msg"].removeprefix("Value error, ")
         given = _given(body, first["loc"])
-        message = (
-            f"invalid value for {param!r}: {first['msg']}" if param else first["msg"]
-        )
+        message = f"invalid value for {param!r}: {reason}" if param else reason
         if first["type"] == "missing":
             message = f"missing required field {param!r}"
         elif given is not None:

@@ -75,7 +75,7 @@ class SpanRecord:
             "duration_ms": self.duration_ms,
             "clock_skew": self.clock_skew,
             "status": self.status,
-            "error": self.error,
+            "error": self.error.replace("\x00", "\ufffd") if self.error else None,
             "attributes": self.attributes,
         }
 
@@ -154,6 +154,17 @@ class TraceRecord:
 
     def row(self) -> dict[str, Any]:
         """Return the traces table row for this trace."""
+        row = self._columns()
+        # PostgreSQL text cannot hold NUL, and clients can send one inside a
+        # JSON string (a model name, a user id), which would fail the batch.
+        for name, value in row.items():
+            if isinstance(value, str) and "\x00" in value:
+                row[name] = value.replace("\x00", "\ufffd")
+        if self.tags and any("\x00" in tag for tag in self.tags):
+            row["tags"] = [tag.replace("\x00", "\ufffd") for tag in self.tags]
+        return row
+
+    def _columns(self) -> dict[str, Any]:
         usage = self.usage
         request = self.request or Payload(None, None)
         response = self.response or Payload(None, None)

@@ -18,7 +18,12 @@ import time
 from typing import Literal
 
 from sqlalchemy import insert, select
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import (
+    DisconnectionError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+)
 
 from keelway.monitoring.metrics import Metrics
 from keelway.store.database import Database
@@ -28,6 +33,8 @@ from keelway.tracing.records import TraceRecord
 log = logging.getLogger(__name__)
 
 RETRY_DELAYS = (0.05, 0.2, 0.5, 1.0, 2.0, 5.0)
+# Errors that a later attempt can get past: a lost connection, a locked file.
+TRANSIENT_ERRORS = (OperationalError, InterfaceError, DisconnectionError)
 DROP_LOG_INTERVAL = 10.0
 
 
@@ -143,7 +150,7 @@ class TraceWriter:
                 await asyncio.to_thread(self.write_batch, batch)
                 self.metrics.traces_written.inc(len(batch))
                 return
-            except SQLAlchemyError as error:
+            except TRANSIENT_ERRORS as error:
                 self.metrics.trace_write_errors.inc()
                 delay = RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)]
                 log.error(
@@ -155,6 +162,33 @@ class TraceWriter:
                 )
                 attempt += 1
                 await asyncio.sleep(delay)
+            except Exception as error:  # noqa: BLE001 - the writer task must live on
+                # A row the store rejects (or cannot encode) would fail every
+                # retry of the batch and stall the queue, so write the traces
+                # one at a time and drop only those that fail.
+                self.metrics.trace_write_errors.inc()
+                log.error(
+                    "writing %d traces failed, writing them one by one: %s",
+                    len(batch),
+                    error.__class__.__name__,
+                )
+                await asyncio.to_thread(self._write_each, batch)
+                return
+
+    def _write_each(self, batch: list[TraceRecord]) -> None:
+        for trace in batch:
+            try:
+                self.write_batch([trace])
+                self.metrics.traces_written.inc()
+            except Exception as error:  # noqa: BLE001 - one bad row must not stop the rest
+                self.dropped += 1
+                self.metrics.traces_dropped.inc()
+                log.error(
+                    "the store rejected trace %s (request %s), dropped: %s",
+                    trace.id,
+                    trace.request_id,
+                    error.__class__.__name__,
+                )
 
     def write_batch(self, batch: list[TraceRecord]) -> None:
         """Insert traces and spans in one transaction; safe to call again."""
