@@ -93,6 +93,10 @@ def openai_models(
     }
 
 
+# Routing settings for servers whose tests check how each upstream failure
+# is reported: the failure reaches the client unretried, every time.
+NO_RETRIES = {"retries": {"max_retries": 0}, "circuit_breaker": {"failures": 1000}}
+
 UPSTREAM_MODELS = [
     "gpt-4o",
     "o4-mini",
@@ -120,7 +124,10 @@ def gateway(
         tmp_path_factory.mktemp("gateway"),
         database_url,
         models,
-        settings={"server": {"max_body_bytes": 65536, "body_timeout": 1.0}},
+        settings={
+            "server": {"max_body_bytes": 65536, "body_timeout": 1.0},
+            "routing": NO_RETRIES,
+        },
         env={"FAKE_OPENAI_KEY": API_KEY},
     )
     server.start()

@@ -15,7 +15,7 @@ import openai
 import orjson
 import pytest
 
-from tests.conftest import openai_models
+from tests.conftest import NO_RETRIES, openai_models
 from tests.fakes.anthropic_upstream import FakeAnthropic
 from tests.fakes.openai_upstream import ANSWER, API_KEY, FakeOpenAI
 from tests.servers import KeelwayServer
@@ -66,6 +66,7 @@ def server(
         tmp_path_factory.mktemp("anthropic"),
         database_url,
         models,
+        settings={"routing": NO_RETRIES},
         env={"FAKE_OPENAI_KEY": API_KEY, "FAKE_ANTHROPIC_KEY": "sk-ant-fake-key"},
     )
     instance.start()

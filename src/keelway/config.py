@@ -13,7 +13,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from keelway.home import keelway_home
 
@@ -31,9 +38,11 @@ class _Strict(BaseModel):
 
 
 class Timeouts(_Strict):
-    """Seconds to wait on an upstream: to connect, and for the whole call."""
+    """Seconds to wait on an upstream: to connect, for a stream's first chunk
+    and for the whole call."""
 
     connect: float = Field(5.0, gt=0)
+    first_token: float | None = Field(None, gt=0)
     total: float = Field(600.0, gt=0)
 
 
@@ -58,6 +67,8 @@ class DeploymentConfig(_Strict):
     headers: dict[str, str] = Field(default_factory=dict, repr=False)
     timeout: Timeouts = Timeouts()
     max_connections: int = Field(100, ge=1)
+    # Share of the group's traffic under the weighted strategy.
+    weight: float = Field(1.0, gt=0)
     price: PriceOverride | None = None
     options: dict[str, Any] = Field(default_factory=dict)
 
@@ -69,10 +80,20 @@ class DeploymentConfig(_Strict):
         return value.rstrip("/") if value else value
 
 
+RoutingStrategy = Literal["weighted", "least_busy", "lowest_latency", "lowest_cost"]
+
+
 class ModelGroup(_Strict):
-    """A public model name and the deployments that serve it."""
+    """A public model name, the deployments that serve it and its fallbacks."""
 
     deployments: list[DeploymentConfig] = Field(min_length=1)
+    strategy: RoutingStrategy = "weighted"
+    # A request field (``user``) or ``metadata.<key>`` whose value pins a
+    # caller to one deployment while that deployment stays available.
+    sticky: str | None = None
+    fallbacks: list[str] = Field(default_factory=list)
+    context_window_fallbacks: list[str] = Field(default_factory=list)
+    content_policy_fallbacks: list[str] = Field(default_factory=list)
 
 
 class ServerConfig(_Strict):
@@ -111,6 +132,51 @@ class AuthConfig(_Strict):
     key_cache_seconds: float = Field(1.0, ge=0)
 
 
+RoutingAction = Literal["retry", "fallback", "return"]
+
+
+class RetryConfig(_Strict):
+    """Retries of one request within a model group, with exponential backoff."""
+
+    max_retries: int = Field(2, ge=0, le=10)
+    backoff_base: float = Field(0.25, ge=0)
+    backoff_max: float = Field(8.0, ge=0)
+    # A Retry-After longer than this is not waited for: the request moves
+    # on to the next deployment or fallback instead.
+    max_retry_after: float = Field(30.0, ge=0)
+
+
+class BreakerConfig(_Strict):
+    """When a deployment's circuit opens and how long it stays open."""
+
+    failures: int = Field(5, ge=1)
+    window_seconds: float = Field(60.0, gt=0)
+    cooldown_seconds: float = Field(30.0, gt=0)
+
+
+class ErrorPolicy(_Strict):
+    """What a request does after each class of provider error."""
+
+    rate_limited: RoutingAction = "retry"
+    overloaded: RoutingAction = "retry"
+    server_error: RoutingAction = "retry"
+    timeout: RoutingAction = "retry"
+    connection: RoutingAction = "retry"
+    invalid_response: RoutingAction = "retry"
+    context_window_exceeded: RoutingAction = "fallback"
+    content_policy: RoutingAction = "return"
+    authentication: RoutingAction = "fallback"
+    bad_request: RoutingAction = "return"
+
+
+class RoutingConfig(_Strict):
+    """Retries, circuit breakers and the error policy, for every model group."""
+
+    retries: RetryConfig = RetryConfig()
+    circuit_breaker: BreakerConfig = BreakerConfig()
+    policy: ErrorPolicy = ErrorPolicy()
+
+
 class PricingConfig(_Strict):
     """Per-model price overrides in USD per million tokens."""
 
@@ -125,7 +191,30 @@ class Config(_Strict):
     tracing: TracingConfig = TracingConfig()
     auth: AuthConfig = AuthConfig()
     pricing: PricingConfig = PricingConfig()
+    routing: RoutingConfig = RoutingConfig()
     models: dict[str, ModelGroup] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check_fallbacks(self) -> Config:
+        for name, group in self.models.items():
+            lists = {
+                "fallbacks": group.fallbacks,
+                "context_window_fallbacks": group.context_window_fallbacks,
+                "content_policy_fallbacks": group.content_policy_fallbacks,
+            }
+            for field, targets in lists.items():
+                for index, target in enumerate(targets):
+                    if target not in self.models:
+                        raise ValueError(
+                            f"models.{name}.{field}[{index}]: no model group"
+                            f" named {target!r}"
+                        )
+                    if target == name:
+                        raise ValueError(
+                            f"models.{name}.{field}[{index}]: a group cannot"
+                            " fall back to itself"
+                        )
+        return self
 
     def database_url(self) -> str:
         """Return the configured database URL or the SQLite file in KEELWAY_HOME."""
@@ -174,6 +263,10 @@ def _describe(error: ValidationError) -> str:
         message = item["msg"]
         if item["type"] == "extra_forbidden":
             message = "unknown field"
+        if not item["loc"] and item["type"] == "value_error":
+            # Whole-config checks put the field path in the message itself.
+            lines.append(message.removeprefix("Value error, "))
+            continue
         lines.append(f"{_field_path(item['loc'])}: {message}{shown}")
     return "; ".join(lines)
 

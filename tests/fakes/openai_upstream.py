@@ -14,12 +14,22 @@ covers every case a test config maps a public model to:
 
 A request with ``tools`` whose last user message mentions "weather" gets a
 tool call. Every request body is recorded in ``requests``.
+
+Faults for routing tests apply to every model: set ``fault`` to one of
+``FAULTS`` to fail every chat call that way, or ``fault_rate`` and
+``fault_modes`` to fail that share of calls, picked by a seeded random
+generator. ``reset`` drops the connection, ``500`` and ``429`` (with
+``Retry-After``) answer with that status, ``slow`` holds the first byte
+(of a stream: the first chunk) for ``slow_seconds``, ``context`` and
+``policy`` answer with OpenAI's context-length and content-policy 400s.
+``calls`` counts chat calls, faulty or not.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import random
 import time
 from typing import Any
 
@@ -31,6 +41,7 @@ from tests.fakes.server_thread import ServerThread
 ANSWER = "Hello from the fake upstream."
 DEFAULT_USAGE = {"prompt_tokens": 12, "completion_tokens": 6, "total_tokens": 18}
 API_KEY = "sk-fake-upstream-key-1234567890abcdef"
+FAULTS = ("reset", "500", "429", "slow", "context", "policy")
 
 
 def _json(
@@ -63,11 +74,18 @@ class FakeOpenAI:
         slow_seconds: float = 3.0,
         api_key: str | None = API_KEY,
         record: bool = True,
+        seed: int = 0,
     ) -> None:
         self.usage = usage or {}
         self.slow_seconds = slow_seconds
         self.api_key = api_key
         self.record = record
+        self.fault: str | None = None
+        self.fault_rate = 0.0
+        self.fault_modes: tuple[str, ...] = ()
+        self.retry_after = "1"
+        self.calls = 0
+        self._rng = random.Random(seed)
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
         self.app = web.Application()
@@ -112,6 +130,12 @@ class FakeOpenAI:
             self.requests.append(body)
             self.headers.append(dict(request.headers))
         model = body.get("model", "")
+        self.calls += 1
+        fault = self._fault()
+        if fault is not None and fault != "slow":
+            return self._faulty(request, fault)
+        if fault == "slow" and not body.get("stream"):
+            await asyncio.sleep(self.slow_seconds)
         if model == "error-401" or not self._authorized(request):
             presented = request.headers.get("Authorization", "")
             return _error(
@@ -146,8 +170,43 @@ class FakeOpenAI:
                 content_type="text/html",
             )
         if body.get("stream"):
-            return await self._stream(request, body)
+            return await self._stream(request, body, slow=fault == "slow")
         return _json(self._completion(body))
+
+    def _fault(self) -> str | None:
+        if self.fault is not None:
+            return self.fault
+        if self.fault_modes and self._rng.random() < self.fault_rate:
+            return self._rng.choice(self.fault_modes)
+        return None
+
+    def _faulty(self, request: web.Request, fault: str) -> web.StreamResponse:
+        if fault == "reset":
+            request.transport.close()  # type: ignore[union-attr]
+            return web.Response()
+        if fault == "500":
+            return _error(500, "The server had an error", "server_error")
+        if fault == "429":
+            response = _error(
+                429, "Rate limit reached", "requests", "rate_limit_exceeded"
+            )
+            response.headers["Retry-After"] = self.retry_after
+            return response
+        if fault == "context":
+            return _error(
+                400,
+                "This model's maximum context length is 128000 tokens.",
+                "invalid_request_error",
+                "context_length_exceeded",
+            )
+        if fault == "policy":
+            return _error(
+                400,
+                "Your request was rejected as a result of our safety system.",
+                "invalid_request_error",
+                "content_policy_violation",
+            )
+        raise ValueError(f"unknown fault {fault!r}; expected one of {FAULTS}")
 
     def _usage(self, model: str) -> dict[str, Any] | None:
         if model == "no-usage":
@@ -218,10 +277,12 @@ class FakeOpenAI:
         return b"data: " + orjson.dumps(chunk) + b"\n\n"
 
     async def _stream(
-        self, request: web.Request, body: dict[str, Any]
+        self, request: web.Request, body: dict[str, Any], *, slow: bool = False
     ) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
+        if slow:
+            await asyncio.sleep(self.slow_seconds)
         model = body.get("model", "")
         await response.write(self._chunk(body, {"role": "assistant", "content": ""}))
         if self._wants_tool(body):

@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from keelway.gateway.errors import GatewayError
-from keelway.gateway.pipeline import Call, Pipeline
+from keelway.gateway.pipeline import Call, Pipeline, provider_chat
 from keelway.gateway.responses import error_response, json_response, sse
 from keelway.gateway.schemas import MessagesRequest, validate
 from keelway.gateway.streaming import stream_response
@@ -37,8 +37,8 @@ def _translated(call: Call, pipeline: Pipeline) -> Call:
     try:
         chat_body = messages_request_to_chat(call.body)
     except UnsupportedRequest as error:
-        raise pipeline.translate(error, call.deployment) from None
-    return Call(call.trace, call.caller, chat_body, call.deployment)
+        raise pipeline.translate(error, None) from None
+    return Call(call.trace, call.caller, chat_body, call.group, sticky=call.sticky)
 
 
 async def messages(request: Request) -> Response:
@@ -52,7 +52,7 @@ async def messages(request: Request) -> Response:
         model = str(call.body["model"])
         if trace.stream:
             return await stream_response(pipeline, call, _AnthropicEncoder(model))
-        result = await pipeline.call(call, call.deployment.provider.chat)
+        result = await pipeline.call(call, provider_chat)
     except GatewayError as error:
         traced = pipeline.reject(trace, error)
         background = BackgroundTask(pipeline.submit, trace) if traced else None

@@ -24,6 +24,7 @@ from keelway.routing import Router
 from keelway.store.database import Database
 from keelway.store.keys import KeyStore
 from keelway.tracing.pricing import PriceTable
+from keelway.tracing.usage import Usage
 from keelway.tracing.writer import TraceWriter
 
 log = logging.getLogger(__name__)
@@ -41,12 +42,16 @@ def create_app(config: Config, database: Database) -> FastAPI:
         flush_interval=tracing.flush_interval_ms / 1000,
         when_full=tracing.when_full,
     )
-    router = Router.from_config(config)
+    prices = PriceTable.load(config.pricing.overrides)
+    typical = Usage(input_tokens=1000, output_tokens=250)
+    router = Router.from_config(
+        config, unit_price=lambda d: prices.cost(d.model, typical, d.price)
+    )
     pipeline = Pipeline(
         config,
         router,
         Authenticator(KeyStore(database), config.auth.key_cache_seconds),
-        PriceTable.load(config.pricing.overrides),
+        prices,
         metrics,
         writer,
     )

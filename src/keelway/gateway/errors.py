@@ -163,6 +163,23 @@ class UpstreamTimedOut(GatewayError):
     code = "upstream_timeout"
 
 
+class KeelwayLimitError(GatewayError):
+    """An error keelway raises itself rather than relays from a provider.
+
+    Its ``type`` is ``keelway_error``, so a client can tell it apart from a
+    provider's own rate limit or outage.
+    """
+
+    error_type = "keelway_error"
+
+
+class DeploymentsUnavailable(KeelwayLimitError):
+    """Every deployment that could serve the request has an open circuit."""
+
+    status = 503
+    code = "deployments_unavailable"
+
+
 class NotReady(GatewayError):
     """The gateway is starting or shutting down."""
 

@@ -43,6 +43,7 @@ async def readyz(request: Request) -> Response:
             "model": deployment.group,
             "provider": deployment.config.provider,
             "ready": status.ready,
+            "circuit": deployment.breaker.state.name.lower(),
             "detail": pipeline.scrub(status.detail),
         }
     ready = store["ready"] and all(d["ready"] for d in deployments.values())
@@ -58,4 +59,8 @@ async def metrics(request: Request) -> Response:
     """GET /metrics in Prometheus text format."""
     pipeline: Pipeline = request.app.state.pipeline
     pipeline.metrics.trace_queue.set(pipeline.writer.queue.qsize())
+    for deployment in pipeline.router.deployments():
+        pipeline.metrics.circuit.labels(deployment.group, deployment.name).set(
+            deployment.breaker.state.value
+        )
     return Response(pipeline.metrics.render(), media_type=CONTENT_TYPE_LATEST)

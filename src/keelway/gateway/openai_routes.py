@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from keelway.gateway.errors import GatewayError
-from keelway.gateway.pipeline import Pipeline
+from keelway.gateway.pipeline import Pipeline, provider_chat, provider_embed
 from keelway.gateway.responses import error_response, json_response, sse
 from keelway.gateway.schemas import ChatCompletionRequest, EmbeddingRequest, validate
 from keelway.gateway.streaming import stream_response
@@ -39,7 +39,7 @@ async def chat_completions(request: Request) -> Response:
         call = await pipeline.admit(request, trace, _check_chat, "chat")
         if trace.stream:
             return await stream_response(pipeline, call, _OpenAIEncoder())
-        result = await pipeline.call(call, call.deployment.provider.chat)
+        result = await pipeline.call(call, provider_chat)
     except GatewayError as error:
         traced = pipeline.reject(trace, error)
         background = BackgroundTask(pipeline.submit, trace) if traced else None
@@ -73,7 +73,7 @@ async def embeddings(request: Request) -> Response:
     trace = pipeline.begin(request, "embeddings")
     try:
         call = await pipeline.admit(request, trace, _check_embedding, "embeddings")
-        result = await pipeline.call(call, call.deployment.provider.embed)
+        result = await pipeline.call(call, provider_embed)
     except GatewayError as error:
         traced = pipeline.reject(trace, error)
         background = BackgroundTask(pipeline.submit, trace) if traced else None

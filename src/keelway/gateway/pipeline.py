@@ -8,6 +8,7 @@ caching, budgets) slot in between as spans of the same trace.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -21,6 +22,7 @@ from keelway.gateway.attribution import attribute
 from keelway.gateway.auth import Authenticator, Caller
 from keelway.gateway.body import read_json_object
 from keelway.gateway.errors import (
+    DeploymentsUnavailable,
     GatewayError,
     InvalidRequest,
     ModelNotAllowed,
@@ -28,10 +30,20 @@ from keelway.gateway.errors import (
     from_provider_error,
 )
 from keelway.monitoring.metrics import Metrics
-from keelway.providers.base import ChatChunk
-from keelway.providers.errors import ProviderError
-from keelway.routing import Deployment, Router
+from keelway.providers.base import ChatChunk, ChatResult, EmbeddingResult
+from keelway.providers.errors import ProviderError, UpstreamTimeout
+from keelway.routing import (
+    Attempt,
+    Deployment,
+    Executor,
+    NoDeploymentAvailable,
+    Outcome,
+    Router,
+    RoutingFailed,
+    classify,
+)
 from keelway.routing import ModelNotFound as NoSuchGroup
+from keelway.routing.policy import BREAKER_CLASSES
 from keelway.tracing.estimate import estimate_usage
 from keelway.tracing.pricing import PriceTable
 from keelway.tracing.records import TraceRecord, encode_payload
@@ -51,12 +63,18 @@ KEELWAY_FIELDS = ("metadata",)
 
 @dataclass(slots=True)
 class Call:
-    """One authenticated, validated request on its way to a deployment."""
+    """One authenticated, validated request on its way to a model group.
+
+    ``deployment`` is set once an attempt on one of the group's deployments
+    (or a fallback group's) has succeeded.
+    """
 
     trace: TraceRecord
     caller: Caller
     body: JSONObject
-    deployment: Deployment
+    group: str
+    sticky: str | None = None
+    deployment: Deployment | None = None
 
     def upstream_body(self) -> JSONObject:
         """Return the body to send upstream, without keelway's own fields."""
@@ -81,6 +99,7 @@ class Pipeline:
         self.prices = prices
         self.metrics = metrics
         self.writer = writer
+        self.executor = Executor(router, config.routing)
         self._secrets = [
             d.config.api_key for d in router.deployments() if d.config.api_key
         ]
@@ -121,17 +140,26 @@ class Pipeline:
         attribute(trace, request, body)
         trace.stream = body.get("stream") is True
 
-        deployment = self.resolve(str(body["model"]), caller, kind)
-        trace.model = deployment.group
-        trace.deployment = deployment.name
-        trace.provider = deployment.config.provider
-        trace.upstream_model = deployment.config.model
-        return Call(trace, caller, body, deployment)
+        group = self.resolve(str(body["model"]), caller, kind)
+        trace.model = group
+        return Call(trace, caller, body, group, sticky=self._sticky(group, body))
 
-    def resolve(self, model: str, caller: Caller, kind: str) -> Deployment:
-        """Return the deployment for ``model`` that this caller may use."""
+    def _sticky(self, group: str, body: JSONObject) -> str | None:
+        """Return the value that pins this request to a deployment, if any."""
+        field = self.router.specs[group].sticky
+        if field is None:
+            return None
+        if field.startswith("metadata."):
+            metadata = body.get("metadata")
+            value = metadata.get(field[9:]) if isinstance(metadata, dict) else None
+        else:
+            value = body.get(field)
+        return str(value) if isinstance(value, str | int) and value != "" else None
+
+    def resolve(self, model: str, caller: Caller, kind: str) -> str:
+        """Return the model group ``model`` names, checking this caller may use it."""
         try:
-            deployment = self.router.pick(model)
+            deployment = self.router.first(model)
         except NoSuchGroup:
             raise ModelNotFound(
                 f"model {model!r} not found; GET /v1/models lists the models served",
@@ -150,7 +178,7 @@ class Pipeline:
                 param="model",
                 code="wrong_model_kind",
             )
-        return deployment
+        return model
 
     def _record_request(self, trace: TraceRecord, body: JSONObject) -> None:
         if trace.payloads == "full":
@@ -164,37 +192,98 @@ class Pipeline:
         elif trace.payloads == "metadata_only":
             trace.attributes = {**(trace.attributes or {}), "response": _shape(body)}
 
-    async def call(self, call: Call, run: Callable[[JSONObject], Awaitable[T]]) -> T:
-        """Run one provider call as a span, translating its errors."""
-        started = time.perf_counter()
-        attributes = {
-            "deployment": call.deployment.name,
-            "model": call.deployment.config.model,
-        }
-        try:
-            result = await run(call.upstream_body())
-        except ProviderError as error:
-            gateway_error = self.translate(error, call.deployment)
-            call.trace.span(
-                "provider",
-                started,
-                time.perf_counter(),
-                status="error",
-                error=gateway_error.message,
-                attributes=attributes,
-            )
-            raise gateway_error from None
-        call.trace.span("provider", started, time.perf_counter(), attributes=attributes)
-        return result
+    async def call(
+        self, call: Call, run: Callable[[Deployment, JSONObject], Awaitable[T]]
+    ) -> T:
+        """Run a provider call through routing: one span per attempt."""
+        body = call.upstream_body()
 
-    def translate(self, error: ProviderError, deployment: Deployment) -> GatewayError:
+        async def attempt(current: Attempt) -> T:
+            started = time.perf_counter()
+            try:
+                result = await run(current.deployment, body)
+            except ProviderError as error:
+                self._attempt_span(call, current, started, error)
+                raise
+            self._attempt_span(call, current, started, None)
+            return result
+
+        started = time.perf_counter()
+        outcome = await self.route(call, attempt)
+        self.router.finish(outcome.attempt.deployment, time.perf_counter() - started)
+        return outcome.value
+
+    async def route(
+        self, call: Call, attempt: Callable[[Attempt], Awaitable[T]]
+    ) -> Outcome[T]:
+        """Run attempts of the call until one succeeds, translating failures."""
+        try:
+            outcome = await self.executor.run(call.group, attempt, sticky=call.sticky)
+        except RoutingFailed as failed:
+            self._enter(call.trace, failed.attempt)
+            raise self.translate(failed.error, failed.attempt.deployment) from None
+        except NoDeploymentAvailable as error:
+            raise DeploymentsUnavailable(
+                str(error), headers={"Retry-After": f"{self._cooldown():g}"}
+            ) from None
+        call.deployment = outcome.attempt.deployment
+        self._enter(call.trace, outcome.attempt)
+        return outcome
+
+    def _cooldown(self) -> float:
+        return self.config.routing.circuit_breaker.cooldown_seconds
+
+    def _enter(self, trace: TraceRecord, attempt: Attempt) -> None:
+        """Record the deployment of the final attempt on the trace."""
+        deployment = attempt.deployment
+        trace.deployment = deployment.name
+        trace.provider = deployment.config.provider
+        trace.upstream_model = deployment.config.model
+        if attempt.number > 1 or attempt.group != trace.model:
+            routing = {"attempts": attempt.number, "group": attempt.group}
+            trace.attributes = {**(trace.attributes or {}), "routing": routing}
+
+    def _attempt_span(
+        self,
+        call: Call,
+        attempt: Attempt,
+        started: float,
+        error: ProviderError | None,
+    ) -> None:
+        deployment = attempt.deployment
+        attributes: dict[str, Any] = {
+            "deployment": deployment.name,
+            "model": deployment.config.model,
+            "group": attempt.group,
+            "attempt": attempt.number,
+        }
+        if error is None:
+            call.trace.span(
+                "provider", started, time.perf_counter(), attributes=attributes
+            )
+            return
+        attributes["error_class"] = classify(error).value
+        message = self.scrub(from_provider_error(error, deployment.name).message)
+        call.trace.span(
+            "provider",
+            started,
+            time.perf_counter(),
+            status="error",
+            error=message,
+            attributes=attributes,
+        )
+
+    def translate(
+        self, error: ProviderError, deployment: Deployment | None
+    ) -> GatewayError:
         """Translate a provider error, with any upstream secret scrubbed out."""
-        translated = from_provider_error(error, deployment.name)
+        name = deployment.name if deployment else "-"
+        translated = from_provider_error(error, name)
         translated.message = self.scrub(translated.message)
         if not isinstance(translated, InvalidRequest):
             errors_log.warning(
                 "deployment %s failed: %s: %s",
-                deployment.name,
+                name,
                 error.__class__.__name__,
                 translated.message,
             )
@@ -207,25 +296,43 @@ class Pipeline:
                 text = text.replace(secret, "[redacted]")
         return text
 
-    async def first_chunk(
-        self, call: Call, chunks: AsyncIterator[ChatChunk], started: float
-    ) -> ChatChunk | None:
-        """Wait for a stream's first chunk, so errors before it still get a status."""
-        try:
-            return await anext(chunks)
-        except StopAsyncIteration:
-            return None
-        except ProviderError as error:
-            gateway_error = self.translate(error, call.deployment)
-            call.trace.span(
-                "provider",
-                started,
-                time.perf_counter(),
-                status="error",
-                error=gateway_error.message,
-                attributes={"deployment": call.deployment.name},
-            )
-            raise gateway_error from None
+    async def open_stream(self, call: Call) -> OpenStream:
+        """Start the stream on the first deployment that yields a first chunk.
+
+        The first chunk is awaited before the response starts, so failures
+        up to it are retried and fall back like any other call, and one that
+        fails them all still gets a proper HTTP status.
+        """
+        body = call.upstream_body()
+
+        async def attempt(current: Attempt) -> OpenStream:
+            started = time.perf_counter()
+            chunks = current.deployment.provider.chat_stream(body)
+            timeout = current.deployment.config.timeout.first_token
+            try:
+                first = await _first_chunk(chunks, timeout)
+            except ProviderError as error:
+                await close_stream(chunks)
+                self._attempt_span(call, current, started, error)
+                raise
+            except BaseException:
+                await close_stream(chunks)
+                raise
+            return OpenStream(first, chunks, started)
+
+        outcome = await self.route(call, attempt)
+        return outcome.value
+
+    def stream_ended(
+        self, deployment: Deployment, started: float, error: ProviderError | None
+    ) -> None:
+        """Record the end of a stream on the deployment's health and latency."""
+        if error is None:
+            self.router.finish(deployment, time.perf_counter() - started)
+            return
+        self.router.finish(deployment, None)
+        if classify(error) in BREAKER_CLASSES:
+            deployment.breaker.fail()
 
     def finish(
         self,
@@ -300,6 +407,53 @@ class Pipeline:
             return False
         self.finish(trace, status=error.status, error=error)
         return True
+
+
+async def provider_chat(deployment: Deployment, body: JSONObject) -> ChatResult:
+    """Run a non-streamed chat completion on one deployment."""
+    result: ChatResult = await deployment.provider.chat(body)
+    return result
+
+
+async def provider_embed(deployment: Deployment, body: JSONObject) -> EmbeddingResult:
+    """Run an embeddings request on one deployment."""
+    result: EmbeddingResult = await deployment.provider.embed(body)
+    return result
+
+
+@dataclass(slots=True)
+class OpenStream:
+    """A provider stream whose first chunk has arrived (None: it was empty)."""
+
+    first: ChatChunk | None
+    chunks: AsyncIterator[ChatChunk]
+    started: float
+
+
+async def _first_chunk(
+    chunks: AsyncIterator[ChatChunk], timeout: float | None
+) -> ChatChunk | None:
+    try:
+        if timeout is None:
+            return await anext(chunks)
+        return await asyncio.wait_for(anext(chunks), timeout)
+    except StopAsyncIteration:
+        return None
+    except TimeoutError:
+        raise UpstreamTimeout(
+            f"upstream sent no first chunk within {timeout:g}s"
+        ) from None
+
+
+async def close_stream(chunks: AsyncIterator[ChatChunk]) -> None:
+    """Close a provider stream, ignoring one that already failed or never began."""
+    close = getattr(chunks, "aclose", None)
+    if close is None:
+        return
+    try:
+        await close()
+    except (ProviderError, RuntimeError):
+        return
 
 
 def _shape(body: JSONObject) -> JSONObject:

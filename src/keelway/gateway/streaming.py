@@ -11,7 +11,13 @@ from typing import Any, Protocol
 import anyio
 
 from keelway.gateway.errors import GatewayError
-from keelway.gateway.pipeline import Call, Pipeline, estimate_stream_usage
+from keelway.gateway.pipeline import (
+    Call,
+    OpenStream,
+    Pipeline,
+    close_stream,
+    estimate_stream_usage,
+)
 from keelway.gateway.responses import SSEResponse
 from keelway.providers.base import ChatChunk
 from keelway.providers.errors import ProviderError
@@ -45,32 +51,25 @@ class StreamEncoder(Protocol):
 async def stream_response(
     pipeline: Pipeline, call: Call, encoder: StreamEncoder
 ) -> SSEResponse:
-    """Start the provider's stream and return an SSE response.
-
-    The first chunk is awaited before the response starts, so an upstream
-    that fails at once gets a proper HTTP status rather than an error event.
-    """
-    started = time.perf_counter()
-    chunks = call.deployment.provider.chat_stream(call.upstream_body())
-    first = await pipeline.first_chunk(call, chunks, started)
-    return SSEResponse(_relay(pipeline, call, encoder, first, chunks, started))
+    """Start the provider's stream through routing and return an SSE response."""
+    stream = await pipeline.open_stream(call)
+    return SSEResponse(_relay(pipeline, call, encoder, stream))
 
 
 async def _relay(
-    pipeline: Pipeline,
-    call: Call,
-    encoder: StreamEncoder,
-    first: ChatChunk | None,
-    chunks: AsyncIterator[ChatChunk],
-    started: float,
+    pipeline: Pipeline, call: Call, encoder: StreamEncoder, stream: OpenStream
 ) -> AsyncIterator[bytes]:
     trace = call.trace
+    deployment = call.deployment
+    assert deployment is not None
+    chunks = stream.chunks
     assembler = StreamAssembler()
     usage: Usage | None = None
     failure: GatewayError | None = None
+    provider_error: ProviderError | None = None
     status = 200
     try:
-        pending = [first] if first is not None else []
+        pending = [stream.first] if stream.first is not None else []
         while True:
             chunk = pending.pop() if pending else await anext(chunks)
             if chunk.usage is not None:
@@ -85,7 +84,8 @@ async def _relay(
         for data in encoder.end(usage):
             yield data
     except ProviderError as error:
-        failure = pipeline.translate(error, call.deployment)
+        provider_error = error
+        failure = pipeline.translate(error, deployment)
         status = failure.status
         yield encoder.error(failure)
     except (asyncio.CancelledError, GeneratorExit):
@@ -96,14 +96,15 @@ async def _relay(
         # The client may be gone: shield the clean-up from that cancellation
         # so the trace of an aborted stream is still completed and queued.
         with anyio.CancelScope(shield=True):
-            await _close(chunks)
+            await close_stream(chunks)
+        pipeline.stream_ended(deployment, stream.started, provider_error)
         trace.span(
             "provider",
-            started,
+            stream.started,
             time.perf_counter(),
             status="ok" if failure is None else "error",
             error=failure.message if failure else None,
-            attributes={"deployment": call.deployment.name, "stream": True},
+            attributes={"deployment": deployment.name, "stream": True},
         )
         pipeline.finish(
             trace,
@@ -111,7 +112,7 @@ async def _relay(
             usage=usage or _usage_so_far(call, chunks, assembler),
             response=encoder.response(assembler),
             error=failure,
-            deployment=call.deployment,
+            deployment=deployment,
         )
         pipeline.writer.enqueue(trace)
 
@@ -132,14 +133,3 @@ def _usage_so_far(
         return estimate
     output = max(partial.output_tokens, estimate.output_tokens)
     return replace(partial, output_tokens=output).estimated(estimate.tokenizer or "")
-
-
-async def _close(chunks: AsyncIterator[ChatChunk]) -> None:
-    close = getattr(chunks, "aclose", None)
-    if close is None:
-        return
-    try:
-        await close()
-    except (ProviderError, RuntimeError):
-        # The stream already failed or was never started; nothing to release.
-        return

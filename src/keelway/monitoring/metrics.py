@@ -92,6 +92,12 @@ class Metrics:
             "Failed attempts to write a batch of traces (the batch is retried).",
             registry=self.registry,
         )
+        self.circuit = Gauge(
+            "keelway_circuit_state",
+            "Circuit breaker of each deployment: 0 closed, 1 half-open, 2 open.",
+            ("model", "deployment"),
+            registry=self.registry,
+        )
         self.deployment_up = Gauge(
             "keelway_deployment_ready",
             "1 when the deployment's last readiness check passed, else 0.",
