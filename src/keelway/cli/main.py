@@ -49,8 +49,19 @@ cli.add_command(traces.usage)
 
 
 def main() -> None:
-    """Run the command line."""
+    """Run the command line and exit with its status.
+
+    Click's standalone mode would turn Ctrl-C into "Aborted!" and exit code 1,
+    so errors are reported here instead. Ctrl-C exits 130, as shells report a
+    command ended by SIGINT.
+    """
     try:
-        cli(standalone_mode=True)
-    except KeyboardInterrupt:
+        status = cli.main(standalone_mode=False)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(error.exit_code)
+    except (click.Abort, KeyboardInterrupt):
         sys.exit(130)
+    # Without standalone mode, click returns the code of --help, --version and
+    # other early exits; every command itself returns None.
+    sys.exit(status if isinstance(status, int) else 0)

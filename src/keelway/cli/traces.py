@@ -12,14 +12,19 @@ from typing import Any
 import click
 
 from keelway.cli.options import config_option, open_store, resolve_config
-from keelway.store.traces import USAGE_GROUPS, TraceStore, UsageRow
+from keelway.store.traces import MIN_PREFIX, USAGE_GROUPS, TraceStore, UsageRow
 
 _DURATION = re.compile(r"^(\d+)\s*([smhdw])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
+SINCE_HELP = (
+    "Only traces newer than this: a duration back from now in seconds, minutes, "
+    "hours, days or weeks (90s, 30m, 24h, 7d, 2w) or an ISO date or time."
+)
+
 
 class SinceType(click.ParamType[datetime]):
-    """A duration back from now (``30m``, ``24h``, ``7d``) or an ISO date or time."""
+    """A duration back from now (``30m``, ``7d``, ``2w``) or an ISO date or time."""
 
     name = "since"
 
@@ -37,7 +42,8 @@ class SinceType(click.ParamType[datetime]):
             moment = datetime.fromisoformat(text)
         except ValueError:
             self.fail(
-                f"{value!r} is neither a duration like 30m, 24h or 7d nor an ISO date",
+                f"{value!r} is neither a duration like 30m, 24h, 7d or 2w "
+                "nor an ISO date",
                 param,
                 ctx,
             )
@@ -82,7 +88,7 @@ def traces() -> None:
     "--since",
     type=SinceType(),
     default=None,
-    help="Only traces newer than this (30m, 24h, 7d or an ISO date).",
+    help=SINCE_HELP,
 )
 @click.option("--model", default=None, help="Only traces of this model.")
 @click.option("--user", default=None, help="Only traces of this end user.")
@@ -132,7 +138,7 @@ def show_trace(trace_id: str, as_json: bool, config_path: Path | None) -> None:
     """Show one trace, by trace id or request id, with its spans."""
     trace = _store(config_path).get(trace_id)
     if trace is None:
-        raise click.ClickException(f"no trace with id {trace_id!r}")
+        raise click.ClickException(_not_found(trace_id))
     if as_json:
         click.echo(_json(trace))
         return
@@ -183,6 +189,15 @@ def show_trace(trace_id: str, as_json: bool, config_path: Path | None) -> None:
             click.echo(f"  {trace[key]}")
 
 
+def _not_found(trace_id: str) -> str:
+    if len(trace_id) < MIN_PREFIX:
+        return (
+            f"no trace or request with id {trace_id!r}; a trace id prefix needs "
+            f"at least {MIN_PREFIX} characters"
+        )
+    return f"no trace with id {trace_id!r}"
+
+
 def _model_line(trace: dict[str, Any]) -> str:
     if trace["model"] is None:
         return "-"
@@ -217,7 +232,7 @@ def _token_detail(trace: dict[str, Any]) -> str:
     "--since",
     type=SinceType(),
     default=None,
-    help="Only traces newer than this (30m, 24h, 7d or an ISO date).",
+    help=SINCE_HELP,
 )
 @click.option(
     "--json", "as_json", is_flag=True, help="Print JSON lines, one group per line."

@@ -9,8 +9,8 @@ from typing import Any
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 log = logging.getLogger(__name__)
@@ -39,15 +39,41 @@ def create_store_engine(url: str) -> Engine:
         parsed = make_url(url)
     except ArgumentError as error:
         raise StoreError(f"invalid database URL: {error}") from None
+    try:
+        return _create_engine(parsed)
+    except NoSuchModuleError:
+        raise StoreError(
+            f"unsupported database URL scheme {parsed.drivername!r}: "
+            "expected sqlite:///PATH or postgresql://USER@HOST/DATABASE"
+        ) from None
+    except ImportError as error:
+        raise StoreError(
+            f"the driver of database URL scheme {parsed.drivername!r} is not "
+            f"installed (no module {error.name!r}); keelway supports sqlite:// "
+            "and postgresql://"
+        ) from None
+
+
+def _create_engine(parsed: URL) -> Engine:
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            _create_parent(Path(parsed.database))
         engine = create_engine(parsed, connect_args={"check_same_thread": False})
         event.listen(engine, "connect", _enable_sqlite_wal)
         return engine
     return create_engine(parsed, pool_pre_ping=True, pool_size=5, max_overflow=5)
+
+
+def _create_parent(database: Path) -> None:
+    try:
+        database.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise StoreError(
+            f"cannot create the folder {database.parent} of the SQLite database: "
+            f"{error.strerror or error}"
+        ) from None
 
 
 class Database:
