@@ -177,6 +177,28 @@ class RoutingConfig(_Strict):
     policy: ErrorPolicy = ErrorPolicy()
 
 
+class ComplexityExamples(_Strict):
+    """Labelled prompts that train a complexity router's embedding classifier."""
+
+    simple: list[str] = Field(default_factory=list)
+    complex: list[str] = Field(default_factory=list)
+
+
+class ComplexityRouterConfig(_Strict):
+    """A public model name that sends each request to a small or a large group."""
+
+    simple: str = Field(min_length=1)
+    complex: str = Field(min_length=1)
+    # Requests scoring at or above this go to the ``complex`` group.
+    threshold: float = Field(0.5, ge=0, le=1)
+    # A model group serving embeddings; without one only the cheap features
+    # (length, code, reasoning cues, tools, turns) decide.
+    embedding_model: str | None = None
+    # Share of the score that comes from the embedding classifier.
+    embedding_weight: float = Field(0.6, ge=0, le=1)
+    examples: ComplexityExamples = ComplexityExamples()
+
+
 class PricingConfig(_Strict):
     """Per-model price overrides in USD per million tokens."""
 
@@ -193,6 +215,7 @@ class Config(_Strict):
     pricing: PricingConfig = PricingConfig()
     routing: RoutingConfig = RoutingConfig()
     models: dict[str, ModelGroup] = Field(default_factory=dict)
+    routers: dict[str, ComplexityRouterConfig] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _check_fallbacks(self) -> Config:
@@ -214,7 +237,27 @@ class Config(_Strict):
                             f"models.{name}.{field}[{index}]: a group cannot"
                             " fall back to itself"
                         )
+        for name, router in self.routers.items():
+            self._check_router(name, router)
         return self
+
+    def _check_router(self, name: str, router: ComplexityRouterConfig) -> None:
+        if name in self.models:
+            raise ValueError(f"routers.{name}: a model group has the same name")
+        targets = {"simple": router.simple, "complex": router.complex}
+        if router.embedding_model is not None:
+            targets["embedding_model"] = router.embedding_model
+        for field, target in targets.items():
+            if target not in self.models:
+                raise ValueError(
+                    f"routers.{name}.{field}: no model group named {target!r}"
+                )
+        examples = router.examples
+        if router.embedding_model and not (examples.simple and examples.complex):
+            raise ValueError(
+                f"routers.{name}.examples: the embedding classifier needs at"
+                " least one simple and one complex example"
+            )
 
     def database_url(self) -> str:
         """Return the configured database URL or the SQLite file in KEELWAY_HOME."""

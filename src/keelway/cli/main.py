@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from keelway import __version__
-from keelway.cli import keys, serve, traces
+from keelway.cli import keys, route, serve, traces
 from keelway.cli.options import DEFAULT_CONFIG
 
 
@@ -46,6 +46,7 @@ cli.add_command(serve.serve)
 cli.add_command(keys.keys)
 cli.add_command(traces.traces)
 cli.add_command(traces.usage)
+cli.add_command(route.route)
 
 
 def main() -> None:

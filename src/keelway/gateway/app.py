@@ -21,6 +21,7 @@ from keelway.gateway.pipeline import Pipeline
 from keelway.gateway.responses import error_response
 from keelway.monitoring.metrics import Metrics
 from keelway.routing import Router
+from keelway.routing.complexity import complexity_routers
 from keelway.store.database import Database
 from keelway.store.keys import KeyStore
 from keelway.tracing.pricing import PriceTable
@@ -54,6 +55,7 @@ def create_app(config: Config, database: Database) -> FastAPI:
         prices,
         metrics,
         writer,
+        complexity_routers(config, router),
     )
 
     @asynccontextmanager

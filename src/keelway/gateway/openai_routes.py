@@ -115,7 +115,7 @@ async def list_models(request: Request) -> Response:
     created = int(request.app.state.started_at)
     models = [
         {"id": name, "object": "model", "created": created, "owned_by": "keelway"}
-        for name in pipeline.router.groups
+        for name in [*pipeline.router.groups, *pipeline.complexity]
         if caller.allows(name)
     ]
     return json_response({"object": "list", "data": models})

@@ -43,6 +43,7 @@ from keelway.routing import (
     classify,
 )
 from keelway.routing import ModelNotFound as NoSuchGroup
+from keelway.routing.complexity import ComplexityRouter
 from keelway.routing.policy import BREAKER_CLASSES
 from keelway.tracing.estimate import estimate_usage
 from keelway.tracing.pricing import PriceTable
@@ -92,6 +93,7 @@ class Pipeline:
         prices: PriceTable,
         metrics: Metrics,
         writer: TraceWriter,
+        complexity: dict[str, ComplexityRouter] | None = None,
     ) -> None:
         self.config = config
         self.router = router
@@ -100,6 +102,7 @@ class Pipeline:
         self.metrics = metrics
         self.writer = writer
         self.executor = Executor(router, config.routing)
+        self.complexity = complexity or {}
         self._secrets = [
             d.config.api_key for d in router.deployments() if d.config.api_key
         ]
@@ -140,7 +143,12 @@ class Pipeline:
         attribute(trace, request, body)
         trace.stream = body.get("stream") is True
 
-        group = self.resolve(str(body["model"]), caller, kind)
+        model = str(body["model"])
+        if model in self.complexity:
+            model = await self._decide(model, caller, kind, body, trace)
+            group = self.resolve(model, caller, kind, check_allowed=False)
+        else:
+            group = self.resolve(model, caller, kind)
         trace.model = group
         return Call(trace, caller, body, group, sticky=self._sticky(group, body))
 
@@ -156,7 +164,35 @@ class Pipeline:
             value = body.get(field)
         return str(value) if isinstance(value, str | int) and value != "" else None
 
-    def resolve(self, model: str, caller: Caller, kind: str) -> str:
+    async def _decide(
+        self,
+        name: str,
+        caller: Caller,
+        kind: str,
+        body: JSONObject,
+        trace: TraceRecord,
+    ) -> str:
+        """Send a request for a complexity router to its simple or complex group."""
+        if not caller.allows(name):
+            raise ModelNotAllowed(
+                f"this API key may not use model {name!r}", param="model"
+            )
+        if kind != "chat":
+            raise InvalidRequest(
+                f"model {name!r} routes chat requests only",
+                param="model",
+                code="wrong_model_kind",
+            )
+        started = time.perf_counter()
+        decision = await self.complexity[name].decide(body)
+        details = decision.attributes()
+        trace.span("complexity", started, time.perf_counter(), attributes=details)
+        trace.attributes = {**(trace.attributes or {}), "complexity": details}
+        return decision.target
+
+    def resolve(
+        self, model: str, caller: Caller, kind: str, *, check_allowed: bool = True
+    ) -> str:
         """Return the model group ``model`` names, checking this caller may use it."""
         try:
             deployment = self.router.first(model)
@@ -165,7 +201,7 @@ class Pipeline:
                 f"model {model!r} not found; GET /v1/models lists the models served",
                 param="model",
             ) from None
-        if not caller.allows(model):
+        if check_allowed and not caller.allows(model):
             raise ModelNotAllowed(
                 f"this API key may not use model {model!r}", param="model"
             )
