@@ -11,7 +11,7 @@ from keelway.cache import CacheConfig
 def test_defaults() -> None:
     config = CacheConfig()
     assert config.backend == "memory"
-    assert config.exact.enabled is True
+    assert config.exact.enabled is False
     assert config.semantic.enabled is False
     assert config.semantic.embedding_model == "all-minilm-l6-v2"
     assert config.semantic.threshold == 0.90
@@ -20,6 +20,7 @@ def test_defaults() -> None:
 def test_group_overrides_fall_back_to_global() -> None:
     config = CacheConfig.model_validate(
         {
+            "exact": {"enabled": True},
             "semantic": {"enabled": True, "threshold": 0.95},
             "groups": {
                 "gpt-4o": {"exact": False, "threshold": 0.97},

@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from keelway.cache.config import CacheConfig
 from keelway.home import keelway_home
 
 PayloadMode = Literal["full", "metadata_only", "none"]
@@ -216,6 +217,7 @@ class Config(_Strict):
     routing: RoutingConfig = RoutingConfig()
     models: dict[str, ModelGroup] = Field(default_factory=dict)
     routers: dict[str, ComplexityRouterConfig] = Field(default_factory=dict)
+    cache: CacheConfig = CacheConfig()
 
     @model_validator(mode="after")
     def _check_fallbacks(self) -> Config:
@@ -239,7 +241,22 @@ class Config(_Strict):
                         )
         for name, router in self.routers.items():
             self._check_router(name, router)
+        self._check_cache()
         return self
+
+    def _check_cache(self) -> None:
+        semantic = self.cache.semantic
+        uses_semantic = semantic.enabled or any(
+            group.semantic for group in self.cache.groups.values()
+        )
+        if uses_semantic and semantic.embedding_model not in self.models:
+            raise ValueError(
+                "cache.semantic.embedding_model: no model group named"
+                f" {semantic.embedding_model!r} serves the embeddings"
+            )
+        for name in self.cache.groups:
+            if name not in self.models:
+                raise ValueError(f"cache.groups.{name}: no model group named {name!r}")
 
     def _check_router(self, name: str, router: ComplexityRouterConfig) -> None:
         if name in self.models:

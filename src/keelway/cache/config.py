@@ -20,7 +20,7 @@ class _Strict(BaseModel):
 class ExactCacheConfig(_Strict):
     """The exact cache: responses keyed by the whole canonical request."""
 
-    enabled: bool = True
+    enabled: bool = False
     ttl_seconds: float = Field(3600.0, gt=0)
     max_entries: int = Field(10_000, ge=1)
 

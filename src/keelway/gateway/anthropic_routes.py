@@ -13,11 +13,12 @@ from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response
 
+from keelway.gateway.caching import CacheHit
 from keelway.gateway.errors import GatewayError
 from keelway.gateway.pipeline import Call, Pipeline, provider_chat
 from keelway.gateway.responses import error_response, json_response, sse
 from keelway.gateway.schemas import MessagesRequest, validate
-from keelway.gateway.streaming import stream_response
+from keelway.gateway.streaming import replay_response, stream_response
 from keelway.providers.anthropic_format import (
     ChatToMessagesStream,
     chat_response_to_messages,
@@ -50,6 +51,9 @@ async def messages(request: Request) -> Response:
             await pipeline.admit(request, trace, _check_messages, "chat"), pipeline
         )
         model = str(call.body["model"])
+        hit = await pipeline.cached(call, request)
+        if hit is not None:
+            return _from_cache(pipeline, call, hit, model)
         if trace.stream:
             return await stream_response(pipeline, call, _AnthropicEncoder(model))
         result = await pipeline.call(call, provider_chat)
@@ -61,7 +65,16 @@ async def messages(request: Request) -> Response:
     pipeline.finish(
         trace, usage=result.usage, response=answer, deployment=call.deployment
     )
-    return json_response(answer, background=BackgroundTask(pipeline.submit, trace))
+    after = BackgroundTask(pipeline.after_answer, call, result.body, result.usage)
+    return json_response(answer, background=after)
+
+
+def _from_cache(pipeline: Pipeline, call: Call, hit: CacheHit, model: str) -> Response:
+    if call.trace.stream:
+        return replay_response(pipeline, call, _AnthropicEncoder(model), hit)
+    answer = chat_response_to_messages(hit.response.body, model)
+    pipeline.finish(call.trace, response=answer)
+    return json_response(answer, background=BackgroundTask(pipeline.submit, call.trace))
 
 
 class _AnthropicEncoder:

@@ -13,15 +13,17 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from keelway import __version__
+from keelway.cache import build_exact_cache, build_semantic_cache
 from keelway.config import Config
 from keelway.gateway import anthropic_routes, health, openai_routes
 from keelway.gateway.auth import Authenticator
+from keelway.gateway.caching import ResponseCache
 from keelway.gateway.errors import GatewayError, MethodNotAllowed, RouteNotFound
 from keelway.gateway.pipeline import Pipeline
 from keelway.gateway.responses import error_response
 from keelway.monitoring.metrics import Metrics
 from keelway.routing import Router
-from keelway.routing.complexity import complexity_routers
+from keelway.routing.complexity import complexity_routers, group_embedder
 from keelway.store.database import Database
 from keelway.store.keys import KeyStore
 from keelway.tracing.pricing import PriceTable
@@ -29,6 +31,22 @@ from keelway.tracing.usage import Usage
 from keelway.tracing.writer import TraceWriter
 
 log = logging.getLogger(__name__)
+
+
+def response_cache(config: Config, router: Router) -> ResponseCache | None:
+    """Build the exact and semantic caches that some model group uses."""
+    cache = config.cache
+    groups = list(config.models)
+    exact = None
+    if any(cache.exact_enabled(group) for group in groups):
+        exact = build_exact_cache(cache)
+    semantic = None
+    if any(cache.semantic_enabled(group) for group in groups):
+        embed = group_embedder(router, cache.semantic.embedding_model)
+        semantic = build_semantic_cache(cache, embed)
+    if exact is None and semantic is None:
+        return None
+    return ResponseCache(cache, exact, semantic)
 
 
 def create_app(config: Config, database: Database) -> FastAPI:
@@ -56,6 +74,7 @@ def create_app(config: Config, database: Database) -> FastAPI:
         metrics,
         writer,
         complexity_routers(config, router),
+        response_cache(config, router),
     )
 
     @asynccontextmanager
@@ -68,6 +87,8 @@ def create_app(config: Config, database: Database) -> FastAPI:
         finally:
             await writer.stop()
             await router.close()
+            if pipeline.cache is not None:
+                await pipeline.cache.close()
             log.info("gateway stopped")
 
     app = FastAPI(

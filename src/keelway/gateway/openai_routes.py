@@ -8,11 +8,12 @@ from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response
 
+from keelway.gateway.caching import CacheHit
 from keelway.gateway.errors import GatewayError
-from keelway.gateway.pipeline import Pipeline, provider_chat, provider_embed
+from keelway.gateway.pipeline import Call, Pipeline, provider_chat, provider_embed
 from keelway.gateway.responses import error_response, json_response, sse
 from keelway.gateway.schemas import ChatCompletionRequest, EmbeddingRequest, validate
-from keelway.gateway.streaming import stream_response
+from keelway.gateway.streaming import replay_response, stream_response
 from keelway.providers.base import ChatChunk
 from keelway.tracing.stream import StreamAssembler
 from keelway.tracing.usage import Usage
@@ -37,6 +38,9 @@ async def chat_completions(request: Request) -> Response:
     trace = pipeline.begin(request, "chat")
     try:
         call = await pipeline.admit(request, trace, _check_chat, "chat")
+        hit = await pipeline.cached(call, request)
+        if hit is not None:
+            return _from_cache(pipeline, call, hit)
         if trace.stream:
             return await stream_response(pipeline, call, _OpenAIEncoder())
         result = await pipeline.call(call, provider_chat)
@@ -47,7 +51,16 @@ async def chat_completions(request: Request) -> Response:
     pipeline.finish(
         trace, usage=result.usage, response=result.body, deployment=call.deployment
     )
-    return json_response(result.body, background=BackgroundTask(pipeline.submit, trace))
+    after = BackgroundTask(pipeline.after_answer, call, result.body, result.usage)
+    return json_response(result.body, background=after)
+
+
+def _from_cache(pipeline: Pipeline, call: Call, hit: CacheHit) -> Response:
+    if call.trace.stream:
+        return replay_response(pipeline, call, _OpenAIEncoder(), hit)
+    pipeline.finish(call.trace, response=hit.response.body)
+    background = BackgroundTask(pipeline.submit, call.trace)
+    return json_response(hit.response.body, background=background)
 
 
 class _OpenAIEncoder:

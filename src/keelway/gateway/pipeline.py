@@ -21,6 +21,7 @@ from keelway.config import Config
 from keelway.gateway.attribution import attribute
 from keelway.gateway.auth import Authenticator, Caller
 from keelway.gateway.body import read_json_object
+from keelway.gateway.caching import CacheHit, CacheState, ResponseCache, record_hit
 from keelway.gateway.errors import (
     DeploymentsUnavailable,
     GatewayError,
@@ -76,6 +77,7 @@ class Call:
     group: str
     sticky: str | None = None
     deployment: Deployment | None = None
+    cache: CacheState | None = None
 
     def upstream_body(self) -> JSONObject:
         """Return the body to send upstream, without keelway's own fields."""
@@ -94,6 +96,7 @@ class Pipeline:
         metrics: Metrics,
         writer: TraceWriter,
         complexity: dict[str, ComplexityRouter] | None = None,
+        cache: ResponseCache | None = None,
     ) -> None:
         self.config = config
         self.router = router
@@ -103,6 +106,7 @@ class Pipeline:
         self.writer = writer
         self.executor = Executor(router, config.routing)
         self.complexity = complexity or {}
+        self.cache = cache
         self._secrets = [
             d.config.api_key for d in router.deployments() if d.config.api_key
         ]
@@ -151,6 +155,39 @@ class Pipeline:
             group = self.resolve(model, caller, kind)
         trace.model = group
         return Call(trace, caller, body, group, sticky=self._sticky(group, body))
+
+    async def cached(self, call: Call, request: Request) -> CacheHit | None:
+        """Look the request up in the response cache; record a hit on the trace."""
+        if self.cache is None or not self.cache.applies(call.group):
+            return None
+        started = time.perf_counter()
+        caller = call.caller
+        access = f"team:{caller.team}" if caller.team else f"key:{caller.key_id}"
+        # The whole body, since metadata.cache carries the caller's directive.
+        call.cache = self.cache.prepare(
+            request, call.body, call.group, access, call.trace.prompt
+        )
+        hit = await self.cache.lookup(call.cache, call.group)
+        if hit is not None:
+            record_hit(call.trace, hit, started)
+            self.metrics.cache_hits.labels(call.group, hit.kind).inc()
+            if hit.response.cost_usd:
+                self.metrics.cache_saved.labels(call.group).inc(hit.response.cost_usd)
+        return hit
+
+    async def remember(
+        self, call: Call, body: JSONObject, usage: Usage | None, cost: float | None
+    ) -> None:
+        """Store a provider's answer in the response cache, if the call allows."""
+        if self.cache is not None and call.cache is not None:
+            await self.cache.store(call.cache, body, usage, cost)
+
+    async def after_answer(
+        self, call: Call, body: JSONObject, usage: Usage | None
+    ) -> None:
+        """Work after a non-streamed answer is sent: cache it, queue the trace."""
+        await self.remember(call, body, usage, call.trace.cost_usd)
+        await self.submit(call.trace)
 
     def _sticky(self, group: str, body: JSONObject) -> str | None:
         """Return the value that pins this request to a deployment, if any."""

@@ -10,6 +10,8 @@ from typing import Any, Protocol
 
 import anyio
 
+from keelway.cache import completion_to_chunks
+from keelway.gateway.caching import CacheHit
 from keelway.gateway.errors import GatewayError
 from keelway.gateway.pipeline import (
     Call,
@@ -21,6 +23,7 @@ from keelway.gateway.pipeline import (
 from keelway.gateway.responses import SSEResponse
 from keelway.providers.base import ChatChunk
 from keelway.providers.errors import ProviderError
+from keelway.providers.openai import wants_usage
 from keelway.tracing.stream import StreamAssembler
 from keelway.tracing.usage import Usage
 
@@ -114,6 +117,41 @@ async def _relay(
             error=failure,
             deployment=deployment,
         )
+        if status == 200 and call.cache is not None:
+            with anyio.CancelScope(shield=True):
+                await pipeline.remember(
+                    call, assembler.completion(), usage, trace.cost_usd
+                )
+        pipeline.writer.enqueue(trace)
+
+
+def replay_response(
+    pipeline: Pipeline, call: Call, encoder: StreamEncoder, hit: CacheHit
+) -> SSEResponse:
+    """Answer a streamed request from the cache, as the provider's stream would."""
+    return SSEResponse(_replay(pipeline, call, encoder, hit))
+
+
+async def _replay(
+    pipeline: Pipeline, call: Call, encoder: StreamEncoder, hit: CacheHit
+) -> AsyncIterator[bytes]:
+    trace = call.trace
+    body = hit.response.body
+    chunks = completion_to_chunks(body, include_usage=wants_usage(call.body))
+    status = 200
+    try:
+        for data in chunks:
+            if trace.ttft_ms is None:
+                trace.ttft_ms = (time.perf_counter() - trace.started) * 1000
+            for encoded in encoder.chunk(ChatChunk(data)):
+                yield encoded
+        for encoded in encoder.end(hit.response.usage):
+            yield encoded
+    except (asyncio.CancelledError, GeneratorExit):
+        status = CLIENT_CLOSED
+        raise
+    finally:
+        pipeline.finish(trace, status=status, response=body)
         pipeline.writer.enqueue(trace)
 
 

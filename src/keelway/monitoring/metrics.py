@@ -92,6 +92,18 @@ class Metrics:
             "Failed attempts to write a batch of traces (the batch is retried).",
             registry=self.registry,
         )
+        self.cache_hits = Counter(
+            "keelway_cache_hits",
+            "Requests answered from the cache, by model group and kind of hit.",
+            ("model", "kind"),
+            registry=self.registry,
+        )
+        self.cache_saved = Counter(
+            "keelway_cache_saved_usd",
+            "Provider cost that cache hits saved, in USD.",
+            ("model",),
+            registry=self.registry,
+        )
         self.circuit = Gauge(
             "keelway_circuit_state",
             "Circuit breaker of each deployment: 0 closed, 1 half-open, 2 open.",
