@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
     ForeignKey,
     Index,
     Integer,
+    Numeric,
     String,
     Text,
 )
@@ -37,6 +40,12 @@ class ApiKey(Base):
     payloads: Mapped[str | None] = mapped_column(String(20))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Limits of this key; None means no limit of that kind.
+    rpm: Mapped[int | None] = mapped_column(Integer)
+    tpm: Mapped[int | None] = mapped_column(Integer)
+    budget_usd: Mapped[Decimal | None] = mapped_column(Numeric(20, 9))
+    budget_soft_usd: Mapped[Decimal | None] = mapped_column(Numeric(20, 9))
+    budget_period: Mapped[str | None] = mapped_column(String(10))
 
 
 class Trace(Base):
@@ -104,3 +113,25 @@ class Span(Base):
     status: Mapped[str] = mapped_column(String(20))
     error: Mapped[str | None] = mapped_column(Text)
     attributes: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class BudgetLedgerEntry(Base):
+    """The cost of one request charged to one budget scope and period.
+
+    Budget backends sum these rows to restore a period's spending after a
+    restart. Amounts are nano-USD (1e-9 USD), so fractions of a cent add up
+    exactly.
+    """
+
+    __tablename__ = "budget_ledger"
+    __table_args__ = (
+        Index("ix_budget_ledger_scope_period", "scope", "period", "period_start"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    trace_id: Mapped[str] = mapped_column(String(32), index=True)
+    scope: Mapped[str] = mapped_column(String(200))
+    period: Mapped[str] = mapped_column(String(10))
+    period_start: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    amount_nano_usd: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
