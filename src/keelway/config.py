@@ -24,6 +24,7 @@ from pydantic import (
 
 from keelway.cache.config import CacheConfig
 from keelway.home import keelway_home
+from keelway.limits.config import LimitsConfig
 
 PayloadMode = Literal["full", "metadata_only", "none"]
 
@@ -70,6 +71,10 @@ class DeploymentConfig(_Strict):
     max_connections: int = Field(100, ge=1)
     # Share of the group's traffic under the weighted strategy.
     weight: float = Field(1.0, gt=0)
+    # Requests and tokens per minute this deployment may take; a request
+    # over either goes to another deployment or fallback.
+    rpm: int | None = Field(None, ge=1)
+    tpm: int | None = Field(None, ge=1)
     price: PriceOverride | None = None
     options: dict[str, Any] = Field(default_factory=dict)
 
@@ -218,6 +223,7 @@ class Config(_Strict):
     models: dict[str, ModelGroup] = Field(default_factory=dict)
     routers: dict[str, ComplexityRouterConfig] = Field(default_factory=dict)
     cache: CacheConfig = CacheConfig()
+    limits: LimitsConfig = LimitsConfig()
 
     @model_validator(mode="after")
     def _check_fallbacks(self) -> Config:

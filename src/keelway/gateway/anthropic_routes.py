@@ -66,7 +66,7 @@ async def messages(request: Request) -> Response:
         trace, usage=result.usage, response=answer, deployment=call.deployment
     )
     after = BackgroundTask(pipeline.after_answer, call, result.body, result.usage)
-    return json_response(answer, background=after)
+    return json_response(answer, background=after, headers=call.headers)
 
 
 def _from_cache(pipeline: Pipeline, call: Call, hit: CacheHit, model: str) -> Response:

@@ -19,8 +19,10 @@ from keelway.gateway import anthropic_routes, health, openai_routes
 from keelway.gateway.auth import Authenticator
 from keelway.gateway.caching import ResponseCache
 from keelway.gateway.errors import GatewayError, MethodNotAllowed, RouteNotFound
+from keelway.gateway.limiting import RequestLimits
 from keelway.gateway.pipeline import Pipeline
 from keelway.gateway.responses import error_response
+from keelway.limits import build_limiters
 from keelway.monitoring.metrics import Metrics
 from keelway.routing import Router
 from keelway.routing.complexity import complexity_routers, group_embedder
@@ -66,6 +68,7 @@ def create_app(config: Config, database: Database) -> FastAPI:
     router = Router.from_config(
         config, unit_price=lambda d: prices.cost(d.model, typical, d.price)
     )
+    rate, budgets = build_limiters(config.limits, database)
     pipeline = Pipeline(
         config,
         router,
@@ -75,6 +78,7 @@ def create_app(config: Config, database: Database) -> FastAPI:
         writer,
         complexity_routers(config, router),
         response_cache(config, router),
+        RequestLimits(config.limits, rate, budgets, router, prices, metrics),
     )
 
     @asynccontextmanager
@@ -89,6 +93,8 @@ def create_app(config: Config, database: Database) -> FastAPI:
             await router.close()
             if pipeline.cache is not None:
                 await pipeline.cache.close()
+            if pipeline.limits is not None:
+                await pipeline.limits.close()
             log.info("gateway stopped")
 
     app = FastAPI(

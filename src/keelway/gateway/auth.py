@@ -32,6 +32,8 @@ class Caller:
     models: tuple[str, ...] | None
     payloads: str | None
     is_master: bool = False
+    # The stored key, for its rate limits and budget; None for the master key.
+    record: ApiKeyRecord | None = None
 
     def allows(self, model: str) -> bool:
         """Return whether this caller may use ``model``."""
@@ -39,7 +41,14 @@ class Caller:
 
 
 def _caller(record: ApiKeyRecord) -> Caller:
-    return Caller(record.id, record.name, record.team, record.models, record.payloads)
+    return Caller(
+        record.id,
+        record.name,
+        record.team,
+        record.models,
+        record.payloads,
+        record=record,
+    )
 
 
 def presented_key(request: Request) -> str | None:

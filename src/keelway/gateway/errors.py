@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from keelway.providers.errors import (
+    DeploymentAtCapacity,
     ProviderError,
     UnsupportedRequest,
     UpstreamInvalidResponse,
@@ -225,6 +226,16 @@ def from_provider_error(error: ProviderError, deployment: str) -> GatewayError:
         )
     if isinstance(error, UpstreamStatusError):
         return _from_status(error, deployment)
+    if isinstance(error, DeploymentAtCapacity):
+        headers = {}
+        if error.retry_after is not None:
+            headers["Retry-After"] = f"{max(1, round(error.retry_after))}"
+        return KeelwayLimitError(
+            f"deployment {deployment!r}: {error}",
+            status=429,
+            code="keelway_rate_limited",
+            headers=headers,
+        )
     return UpstreamFailed(f"deployment {deployment!r}: {error}")
 
 

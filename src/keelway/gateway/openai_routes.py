@@ -52,7 +52,7 @@ async def chat_completions(request: Request) -> Response:
         trace, usage=result.usage, response=result.body, deployment=call.deployment
     )
     after = BackgroundTask(pipeline.after_answer, call, result.body, result.usage)
-    return json_response(result.body, background=after)
+    return json_response(result.body, background=after, headers=call.headers)
 
 
 def _from_cache(pipeline: Pipeline, call: Call, hit: CacheHit) -> Response:
@@ -97,7 +97,8 @@ async def embeddings(request: Request) -> Response:
         response=_without_vectors(result.body),
         deployment=call.deployment,
     )
-    return json_response(result.body, background=BackgroundTask(pipeline.submit, trace))
+    after = BackgroundTask(pipeline.after_answer, call, result.body, result.usage)
+    return json_response(result.body, background=after, headers=call.headers)
 
 
 def _without_vectors(body: dict[str, Any]) -> dict[str, Any]:

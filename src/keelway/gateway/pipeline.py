@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import anyio
 from starlette.requests import Request
 
 from keelway.config import Config
@@ -30,9 +31,15 @@ from keelway.gateway.errors import (
     ModelNotFound,
     from_provider_error,
 )
+from keelway.gateway.limiting import Admission, RequestLimits, deployment_rule
+from keelway.limits import RateLimitExceeded
 from keelway.monitoring.metrics import Metrics
 from keelway.providers.base import ChatChunk, ChatResult, EmbeddingResult
-from keelway.providers.errors import ProviderError, UpstreamTimeout
+from keelway.providers.errors import (
+    DeploymentAtCapacity,
+    ProviderError,
+    UpstreamTimeout,
+)
 from keelway.routing import (
     Attempt,
     Deployment,
@@ -78,6 +85,12 @@ class Call:
     sticky: str | None = None
     deployment: Deployment | None = None
     cache: CacheState | None = None
+    admission: Admission | None = None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Response headers the call adds: its rate limit state."""
+        return self.admission.headers if self.admission is not None else {}
 
     def upstream_body(self) -> JSONObject:
         """Return the body to send upstream, without keelway's own fields."""
@@ -97,6 +110,7 @@ class Pipeline:
         writer: TraceWriter,
         complexity: dict[str, ComplexityRouter] | None = None,
         cache: ResponseCache | None = None,
+        limits: RequestLimits | None = None,
     ) -> None:
         self.config = config
         self.router = router
@@ -107,6 +121,7 @@ class Pipeline:
         self.executor = Executor(router, config.routing)
         self.complexity = complexity or {}
         self.cache = cache
+        self.limits = limits
         self._secrets = [
             d.config.api_key for d in router.deployments() if d.config.api_key
         ]
@@ -186,6 +201,7 @@ class Pipeline:
         self, call: Call, body: JSONObject, usage: Usage | None
     ) -> None:
         """Work after a non-streamed answer is sent: cache it, queue the trace."""
+        await self.settle(call)
         await self.remember(call, body, usage, call.trace.cost_usd)
         await self.submit(call.trace)
 
@@ -274,6 +290,7 @@ class Pipeline:
         async def attempt(current: Attempt) -> T:
             started = time.perf_counter()
             try:
+                await self.take_slot(call, current.deployment)
                 result = await run(current.deployment, body)
             except ProviderError as error:
                 self._attempt_span(call, current, started, error)
@@ -289,19 +306,54 @@ class Pipeline:
     async def route(
         self, call: Call, attempt: Callable[[Attempt], Awaitable[T]]
     ) -> Outcome[T]:
-        """Run attempts of the call until one succeeds, translating failures."""
+        """Check limits, then run attempts until one succeeds, translating failures."""
+        if self.limits is not None:
+            call.admission = await self.limits.admit(
+                call.body,
+                call.group,
+                call.caller.record,
+                call.caller.team,
+                call.trace.user,
+            )
         try:
             outcome = await self.executor.run(call.group, attempt, sticky=call.sticky)
         except RoutingFailed as failed:
+            await self._release(call)
             self._enter(call.trace, failed.attempt)
             raise self.translate(failed.error, failed.attempt.deployment) from None
         except NoDeploymentAvailable as error:
+            await self._release(call)
             raise DeploymentsUnavailable(
                 str(error), headers={"Retry-After": f"{self._cooldown():g}"}
             ) from None
+        except BaseException:
+            await self._release(call)
+            raise
         call.deployment = outcome.attempt.deployment
         self._enter(call.trace, outcome.attempt)
         return outcome
+
+    async def _release(self, call: Call) -> None:
+        if self.limits is not None:
+            with anyio.CancelScope(shield=True):
+                await self.limits.release(call.admission)
+
+    async def settle(self, call: Call) -> None:
+        """Charge the call's real cost to its budgets and correct its tokens."""
+        if self.limits is not None and call.admission is not None:
+            with anyio.CancelScope(shield=True):
+                await self.limits.settle(call.admission, call.trace)
+
+    async def take_slot(self, call: Call, deployment: Deployment) -> None:
+        """Count an attempt against the deployment's own rate limit, if it has one."""
+        rule = deployment_rule(deployment)
+        if rule is None or self.limits is None:
+            return
+        tokens = call.admission.tokens if call.admission is not None else 0
+        try:
+            await self.limits.rate.acquire([rule], tokens)
+        except RateLimitExceeded as error:
+            raise DeploymentAtCapacity(error.message, error.retry_after) from None
 
     def _cooldown(self) -> float:
         return self.config.routing.circuit_breaker.cooldown_seconds
@@ -380,6 +432,11 @@ class Pipeline:
 
         async def attempt(current: Attempt) -> OpenStream:
             started = time.perf_counter()
+            try:
+                await self.take_slot(call, current.deployment)
+            except ProviderError as error:
+                self._attempt_span(call, current, started, error)
+                raise
             chunks = current.deployment.provider.chat_stream(body)
             timeout = current.deployment.config.timeout.first_token
             try:

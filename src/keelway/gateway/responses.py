@@ -17,11 +17,18 @@ SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 def json_response(
-    body: Any, status: int = 200, background: BackgroundTask | None = None
+    body: Any,
+    status: int = 200,
+    background: BackgroundTask | None = None,
+    headers: dict[str, str] | None = None,
 ) -> Response:
     """Return ``body`` serialized with orjson."""
     return Response(
-        orjson.dumps(body), status, media_type="application/json", background=background
+        orjson.dumps(body),
+        status,
+        headers=headers,
+        media_type="application/json",
+        background=background,
     )
 
 
@@ -54,8 +61,14 @@ class SSEResponse(StreamingResponse):
 
     body_iterator: AsyncIterator[bytes]
 
-    def __init__(self, content: AsyncIterator[bytes]) -> None:
-        super().__init__(content, media_type="text/event-stream", headers=SSE_HEADERS)
+    def __init__(
+        self, content: AsyncIterator[bytes], headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(
+            content,
+            media_type="text/event-stream",
+            headers={**SSE_HEADERS, **(headers or {})},
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:

@@ -56,7 +56,7 @@ async def stream_response(
 ) -> SSEResponse:
     """Start the provider's stream through routing and return an SSE response."""
     stream = await pipeline.open_stream(call)
-    return SSEResponse(_relay(pipeline, call, encoder, stream))
+    return SSEResponse(_relay(pipeline, call, encoder, stream), call.headers)
 
 
 async def _relay(
@@ -117,6 +117,7 @@ async def _relay(
             error=failure,
             deployment=deployment,
         )
+        await pipeline.settle(call)
         if status == 200 and call.cache is not None:
             with anyio.CancelScope(shield=True):
                 await pipeline.remember(

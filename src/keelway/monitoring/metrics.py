@@ -92,6 +92,12 @@ class Metrics:
             "Failed attempts to write a batch of traces (the batch is retried).",
             registry=self.registry,
         )
+        self.budget_soft_crossed = Counter(
+            "keelway_budget_soft_limit_crossed",
+            "Budgets whose soft limit a request crossed, by period.",
+            ("period",),
+            registry=self.registry,
+        )
         self.cache_hits = Counter(
             "keelway_cache_hits",
             "Requests answered from the cache, by model group and kind of hit.",

@@ -8,7 +8,8 @@ boundary, so the gateway maps them to HTTP status codes in one place::
     ├── UpstreamUnreachable      connection refused, reset or DNS failure
     ├── UpstreamInvalidResponse  a body that does not parse or has the wrong shape
     ├── UpstreamStatusError      the provider answered with an HTTP error status
-    └── UnsupportedRequest       the request asks for something this provider lacks
+    ├── UnsupportedRequest       the request asks for something this provider lacks
+    └── DeploymentAtCapacity     keelway's own rate limit of the deployment is reached
 """
 
 from __future__ import annotations
@@ -56,3 +57,11 @@ class UnsupportedRequest(ProviderError):
     def __init__(self, message: str, param: str | None = None) -> None:
         super().__init__(message)
         self.param = param
+
+
+class DeploymentAtCapacity(ProviderError):
+    """The deployment's configured rate limit is reached, so it was not called."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

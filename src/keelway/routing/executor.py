@@ -27,7 +27,11 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from keelway.config import ModelGroup, RoutingConfig
-from keelway.providers.errors import ProviderError, UpstreamStatusError
+from keelway.providers.errors import (
+    DeploymentAtCapacity,
+    ProviderError,
+    UpstreamStatusError,
+)
 from keelway.routing.policy import (
     BREAKER_CLASSES,
     ErrorClass,
@@ -150,7 +154,7 @@ class Executor:
             except ProviderError as error:
                 deployment.stats.in_flight -= 1
                 error_class = classify(error)
-                self._judge(deployment, error_class)
+                self._judge(deployment, error, error_class)
                 last = RoutingFailed(error, current, error_class)
                 action = action_for(self.config.policy, error_class)
                 log.info(
@@ -181,8 +185,13 @@ class Executor:
             deployment.breaker.succeed()
             return Outcome(value, current), None, []
 
-    def _judge(self, deployment: Deployment, error_class: ErrorClass) -> None:
-        if error_class in BREAKER_CLASSES:
+    def _judge(
+        self, deployment: Deployment, error: ProviderError, error_class: ErrorClass
+    ) -> None:
+        # A deployment at its own configured limit is healthy, just busy.
+        if error_class in BREAKER_CLASSES and not isinstance(
+            error, DeploymentAtCapacity
+        ):
             deployment.breaker.fail()
         else:
             deployment.breaker.release()
@@ -191,7 +200,9 @@ class Executor:
         self, group: str, failed: set[str], retry: int, error: ProviderError
     ) -> float | None:
         retry_after = (
-            error.retry_after if isinstance(error, UpstreamStatusError) else None
+            error.retry_after
+            if isinstance(error, UpstreamStatusError | DeploymentAtCapacity)
+            else None
         )
         if self.router.has_untried(group, failed):
             # Another deployment can take the retry now; the Retry-After of

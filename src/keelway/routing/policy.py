@@ -20,6 +20,7 @@ import random
 
 from keelway.config import ErrorPolicy, RetryConfig
 from keelway.providers.errors import (
+    DeploymentAtCapacity,
     ProviderError,
     UnsupportedRequest,
     UpstreamInvalidResponse,
@@ -78,6 +79,8 @@ _POLICY_PHRASES = ("content management policy", "content policy", "safety system
 
 def classify(error: ProviderError) -> ErrorClass:
     """Return the class of a provider error."""
+    if isinstance(error, DeploymentAtCapacity):
+        return ErrorClass.RATE_LIMITED
     if isinstance(error, UpstreamTimeout):
         return ErrorClass.TIMEOUT
     if isinstance(error, UpstreamUnreachable):

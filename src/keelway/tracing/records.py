@@ -128,6 +128,8 @@ class TraceRecord:
     request: Payload | None = None
     response: Payload | None = None
     spans: list[SpanRecord] = field(default_factory=list)
+    # Budget ledger rows (keelway.limits.LedgerEntry) written with the trace.
+    ledger: list[Any] = field(default_factory=list)
 
     def span(
         self,

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy import insert, select
 from sqlalchemy.exc import (
@@ -27,7 +27,7 @@ from sqlalchemy.exc import (
 
 from keelway.monitoring.metrics import Metrics
 from keelway.store.database import Database
-from keelway.store.models import Span, Trace
+from keelway.store.models import BudgetLedgerEntry, Span, Trace
 from keelway.tracing.records import TraceRecord
 
 log = logging.getLogger(__name__)
@@ -194,11 +194,16 @@ class TraceWriter:
         """Insert traces and spans in one transaction; safe to call again."""
         traces = [trace.row() for trace in batch]
         spans = [span.row(trace.id) for trace in batch for span in trace.spans]
+        ledger = [_ledger_row(entry) for trace in batch for entry in trace.ledger]
         try:
             with self.database.engine.begin() as connection:
                 connection.execute(insert(Trace), traces)
                 if spans:
                     connection.execute(insert(Span), spans)
+                if ledger:
+                    # In the trace's transaction, so the ledger and the
+                    # traces' costs never disagree.
+                    connection.execute(insert(BudgetLedgerEntry), ledger)
         except IntegrityError:
             # A retry after a commit whose acknowledgement was lost: keep the
             # rows that are new and skip those already stored.
@@ -215,3 +220,18 @@ class TraceWriter:
             spans = [span.row(t.id) for t in missing for span in t.spans]
             if spans:
                 connection.execute(insert(Span), spans)
+            ledger = [_ledger_row(entry) for t in missing for entry in t.ledger]
+            if ledger:
+                connection.execute(insert(BudgetLedgerEntry), ledger)
+
+
+def _ledger_row(entry: Any) -> dict[str, Any]:
+    return {
+        "id": entry.id,
+        "trace_id": entry.trace_id,
+        "scope": entry.scope,
+        "period": entry.period,
+        "period_start": entry.period_start,
+        "amount_nano_usd": entry.amount_nano_usd,
+        "created_at": entry.created_at,
+    }
