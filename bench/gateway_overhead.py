@@ -21,10 +21,16 @@ Finally it checks that keelway stored exactly one trace per request sent
 through it, and exits with status 1 when traces are missing or duplicated or
 when any request failed.
 
+With ``--peer litellm`` the same run also measures the LiteLLM proxy, started
+from its own virtual environment (see ``peers.py``) in front of the same fake
+with one worker process and no database. It gets the same cases, warm-up and
+runs, and the report adds its numbers and the ratios keelway/LiteLLM of added
+p50 latency, requests per second and CPU per request.
+
 Run it from the repository root::
 
     python bench/gateway_overhead.py [--requests N] [--runs R]
-        [--concurrency 1,16,64] [--json FILE] [--quick]
+        [--concurrency 1,16,64] [--json FILE] [--quick] [--peer litellm]
 """
 
 from __future__ import annotations
@@ -53,6 +59,7 @@ from typing import Any
 import aiohttp
 import orjson
 import yaml
+from peers import PeerLaunch, ensure_litellm_venv, prepare_litellm
 
 from keelway.store.database import Database, open_database
 from keelway.store.keys import KeyStore
@@ -71,9 +78,17 @@ QUICK_REQUESTS = 300
 QUICK_RUNS = 2
 QUICK_WARMUP = 100
 DEFAULT_TIMEOUT = 1200.0
+# A peer's runs come on top of keelway's and take longer: LiteLLM served 30
+# to 90 requests per second in a --quick run on 2 cores, which puts the full
+# run at an estimated 45 minutes.
+PEER_DEFAULT_TIMEOUT = 7200.0
 REQUEST_TIMEOUT = 30.0
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 60.0
+# A peer's CPU counter that has not moved for this long means it finished the
+# work it does after sending the last response.
+IDLE_SETTLE_SECONDS = 0.25
+IDLE_TIMEOUT = 10.0
 # The writer inserts a batch as soon as the previous one commits, or retries a
 # failed batch after at most max(RETRY_DELAYS), so a trace count that has not
 # moved for longer than that means the queue is empty.
@@ -123,11 +138,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--timeout",
         type=float,
-        default=DEFAULT_TIMEOUT,
+        default=None,
         help=f"seconds the whole load may take before the script gives up "
-        f"[default: {DEFAULT_TIMEOUT:.0f}]",
+        f"[default: {DEFAULT_TIMEOUT:.0f}, with --peer: {PEER_DEFAULT_TIMEOUT:.0f}]",
+    )
+    parser.add_argument(
+        "--peer",
+        choices=["litellm"],
+        default=None,
+        help="also measure this gateway in front of the same fake (litellm is "
+        "installed into bench/.venv-litellm on first use)",
     )
     args = parser.parse_args(argv)
+    if args.timeout is None:
+        args.timeout = PEER_DEFAULT_TIMEOUT if args.peer else DEFAULT_TIMEOUT
     args.requests = args.requests or (
         QUICK_REQUESTS if args.quick else DEFAULT_REQUESTS
     )
@@ -160,8 +184,51 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+def process_tree(pid: int) -> list[int]:
+    """Return ``pid`` and the pids of all its live descendants."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # the process exited while the loop ran
+            continue
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(parent, []).append(int(entry.name))
+    tree, index = [pid], 0
+    while index < len(tree):
+        tree.extend(children.get(tree[index], []))
+        index += 1
+    return tree
+
+
+def process_tree_cpu_seconds(pid: int) -> float:
+    """Return the CPU time of ``pid`` and its descendants, live or reaped.
+
+    Adds up utime and stime of every live process in the tree, and cutime and
+    cstime (fields 16 and 17), which hold the CPU time of its children that
+    exited and were waited for. A child that exited but was not yet waited
+    for is counted while its zombie's entry lasts.
+    """
+    total = 0
+    for member in process_tree(pid):
+        try:
+            stat = Path(f"/proc/{member}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        total += sum(int(value) for value in fields[11:15])
+    return total / CLOCK_TICKS
+
+
 class ServerProcess:
-    """A child process that serves HTTP on 127.0.0.1 and is stopped with SIGTERM."""
+    """A child process that serves HTTP on 127.0.0.1 and is stopped with SIGTERM.
+
+    With ``process_group`` the server runs in a session and process group of
+    its own, its CPU time includes its descendants', and stopping it signals
+    the whole group, so that no process it started outlives the benchmark.
+    """
 
     def __init__(
         self,
@@ -171,6 +238,8 @@ class ServerProcess:
         health_path: str,
         log_path: Path,
         env: dict[str, str] | None = None,
+        start_timeout: float = START_TIMEOUT,
+        process_group: bool = False,
     ) -> None:
         self.name = name
         self.command = command
@@ -178,6 +247,8 @@ class ServerProcess:
         self.health_path = health_path
         self.log_path = log_path
         self.env = env
+        self.start_timeout = start_timeout
+        self.process_group = process_group
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -190,6 +261,8 @@ class ServerProcess:
         return self.process.pid
 
     def cpu_seconds(self) -> float:
+        if self.process_group:
+            return process_tree_cpu_seconds(self.pid)
         return process_cpu_seconds(self.pid)
 
     def start(self) -> None:
@@ -202,8 +275,9 @@ class ServerProcess:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                start_new_session=self.process_group,
             )
-        deadline = time.monotonic() + START_TIMEOUT
+        deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(
@@ -221,13 +295,15 @@ class ServerProcess:
             time.sleep(0.1)
         raise RuntimeError(
             f"{self.name} did not answer {self.health_path} within "
-            f"{START_TIMEOUT:.0f}s:\n{self.log_tail()}"
+            f"{self.start_timeout:.0f}s:\n{self.log_tail()}"
         )
 
     def stop(self) -> int | None:
         """Send SIGTERM and wait; SIGKILL only if it outlives STOP_TIMEOUT."""
         if self.process is None:
             return None
+        if self.process_group:
+            return self.stop_group()
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
         try:
@@ -242,6 +318,33 @@ class ServerProcess:
         self.process = None
         return code
 
+    def stop_group(self) -> int | None:
+        """Send SIGTERM to the server's process group, SIGKILL what outlives it."""
+        assert self.process is not None
+        group = self.process.pid
+        signal_group(group, signal.SIGTERM)
+        try:
+            code = self.process.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            print(
+                f"{self.name} ignored SIGTERM for {STOP_TIMEOUT:.0f}s; killing it",
+                file=sys.stderr,
+            )
+            signal_group(group, signal.SIGKILL)
+            code = self.process.wait()
+        # Children of the server that it did not stop are still in the group.
+        deadline = time.monotonic() + STOP_TIMEOUT
+        while signal_group(group, 0) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if signal_group(group, 0):
+            print(
+                f"processes started by {self.name} outlived it; killing them",
+                file=sys.stderr,
+            )
+            signal_group(group, signal.SIGKILL)
+        self.process = None
+        return code
+
     def log_tail(self, lines: int = 40) -> str:
         if not self.log_path.exists():
             return ""
@@ -249,15 +352,26 @@ class ServerProcess:
         return "\n".join(text.splitlines()[-lines:])
 
 
+def signal_group(group: int, signum: int) -> bool:
+    """Send ``signum`` to a process group; return False when the group is gone."""
+    try:
+        os.killpg(group, signum)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 @dataclass
 class Environment:
-    """The two servers, keelway's store and the key the load presents."""
+    """The servers, keelway's store and the keys the load presents."""
 
     folder: Path
     fake: ServerProcess
     keelway: ServerProcess
     database: Database
     key: str
+    peer: ServerProcess | None = None
+    peer_launch: PeerLaunch | None = None
 
     @property
     def traces(self) -> TraceStore:
@@ -286,8 +400,12 @@ def keelway_config(keelway_port: int, fake_port: int) -> dict[str, Any]:
 
 
 @contextmanager
-def environment() -> Iterator[Environment]:
-    """Start the fake and keelway; stop both on the way out, error or not."""
+def environment(peer_venv: Path | None = None) -> Iterator[Environment]:
+    """Start the fake, keelway and the peer if any; stop all on the way out.
+
+    ``peer_venv`` is the virtual environment of the LiteLLM proxy, or None to
+    run without a peer.
+    """
     with tempfile.TemporaryDirectory(prefix="keelway-bench-") as name:
         folder = Path(name)
         home = folder / "home"
@@ -321,6 +439,24 @@ def environment() -> Iterator[Environment]:
             folder / "keelway.log",
             env={**os.environ, "KEELWAY_HOME": str(home)},
         )
+        launch: PeerLaunch | None = None
+        peer: ServerProcess | None = None
+        if peer_venv is not None:
+            peer_port = free_port()
+            launch = prepare_litellm(
+                peer_venv, folder, HOST, peer_port, MODEL, f"{fake.url}/v1"
+            )
+            peer = ServerProcess(
+                f"{launch.label} {launch.version}",
+                launch.command,
+                peer_port,
+                launch.health_path,
+                folder / f"{launch.name}.log",
+                env=launch.env,
+                start_timeout=launch.start_timeout,
+                process_group=True,
+            )
+        servers = [server for server in (peer, keelway, fake) if server is not None]
         try:
             fake.start()
             keelway.start()
@@ -329,9 +465,17 @@ def environment() -> Iterator[Environment]:
                 f"keelway pid {keelway.pid} at {keelway.url}",
                 flush=True,
             )
-            yield Environment(folder, fake, keelway, database, key)
+            if peer is not None:
+                peer.start()
+                processes = len(process_tree(peer.pid))
+                print(
+                    f"{peer.name} pid {peer.pid} at {peer.url}, "
+                    f"{processes} process{'es' if processes > 1 else ''} in its tree",
+                    flush=True,
+                )
+            yield Environment(folder, fake, keelway, database, key, peer, launch)
         finally:
-            for server in (keelway, fake):
+            for server in servers:
                 try:
                     code = server.stop()
                 except Exception as error:
@@ -444,17 +588,28 @@ class Run:
     keelway_cpu_ms: float | None
     fake_cpu_ms: float
     client_cpu_ms: float
+    peer_cpu_ms: float | None = None
+
+
+def ratio(numerator: float, denominator: float) -> float:
+    """Return numerator / denominator, or NaN unless the denominator is positive."""
+    return numerator / denominator if denominator > 0 else math.nan
 
 
 @dataclass
 class Case:
-    """One concurrency and streaming mode, with its runs against both targets."""
+    """One concurrency and streaming mode, with its runs against each target.
+
+    ``targets`` is "direct", "keelway" and, with --peer, the peer's name.
+    """
 
     concurrency: int
     stream: bool
-    runs: dict[str, list[Run]] = field(
-        default_factory=lambda: {"direct": [], "keelway": []}
-    )
+    targets: tuple[str, ...] = ("direct", "keelway")
+    runs: dict[str, list[Run]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.runs = {target: [] for target in self.targets}
 
     @property
     def name(self) -> str:
@@ -486,28 +641,72 @@ class Case:
             "fake_cpu_ms_keelway": self.median("keelway", "fake_cpu_ms"),
             "client_cpu_ms_direct": self.median("direct", "client_cpu_ms"),
             "client_cpu_ms_keelway": self.median("keelway", "client_cpu_ms"),
+            **self.peer_summary(),
         }
 
-    def median_added(self, metric: str) -> float:
-        pairs = zip(self.runs["keelway"], self.runs["direct"], strict=True)
-        differences = [getattr(k, metric) - getattr(d, metric) for k, d in pairs]
+    def peer_summary(self) -> dict[str, float]:
+        """Return the medians of the peer's runs and keelway's ratios to them."""
+        summary: dict[str, float] = {}
+        for peer in self.targets[2:]:
+            added_p50 = self.median_added("p50_ms", peer)
+            rps = self.median(peer, "rps")
+            cpu_ms = self.median(peer, "peer_cpu_ms")
+            summary |= {
+                f"{peer}_rps": rps,
+                f"{peer}_p50_ms": self.median(peer, "p50_ms"),
+                f"{peer}_p99_ms": self.median(peer, "p99_ms"),
+                f"{peer}_added_p50_ms": added_p50,
+                f"{peer}_added_p99_ms": self.median_added("p99_ms", peer),
+                f"{peer}_cpu_ms": cpu_ms,
+                f"fake_cpu_ms_{peer}": self.median(peer, "fake_cpu_ms"),
+                f"client_cpu_ms_{peer}": self.median(peer, "client_cpu_ms"),
+                # keelway's figure divided by the peer's: below 1 means keelway
+                # adds less latency or spends less CPU, above 1 that it serves
+                # more requests per second.
+                f"keelway_to_{peer}_added_p50": ratio(
+                    self.median_added("p50_ms"), added_p50
+                ),
+                f"keelway_to_{peer}_rps": ratio(self.median("keelway", "rps"), rps),
+                f"keelway_to_{peer}_cpu": ratio(
+                    self.median("keelway", "keelway_cpu_ms"), cpu_ms
+                ),
+            }
+        return summary
+
+    def median_added(self, metric: str, target: str = "keelway") -> float:
+        pairs = zip(self.runs[target], self.runs["direct"], strict=True)
+        differences = [getattr(t, metric) - getattr(d, metric) for t, d in pairs]
         return statistics.median(differences) if differences else math.nan
 
 
 class Bench:
-    """Runs every case against both targets and keeps the trace tally."""
+    """Runs every case against every target and keeps the trace tally."""
 
     def __init__(self, env: Environment, args: argparse.Namespace) -> None:
         self.env = env
         self.args = args
+        self.targets: tuple[str, ...] = ("direct", "keelway")
+        if env.peer_launch is not None:
+            self.targets += (env.peer_launch.name,)
         self.sent_through_keelway = 0
         self.failures = 0
 
+    def gateway(self, target: str) -> ServerProcess | None:
+        """Return the server that ``target`` sends through, None for direct."""
+        if target == "keelway":
+            return self.env.keelway
+        if target == "direct":
+            return None
+        return self.env.peer
+
     def load(self, target: str, stream: bool) -> Load:
-        base = self.env.fake.url if target == "direct" else self.env.keelway.url
+        gateway = self.gateway(target)
+        base = self.env.fake.url if gateway is None else gateway.url
         headers = {"Content-Type": "application/json"}
         if target == "keelway":
             headers["Authorization"] = f"Bearer {self.env.key}"
+        elif self.env.peer_launch is not None and gateway is self.env.peer:
+            headers["Authorization"] = f"Bearer {self.env.peer_launch.api_key}"
         return Load(
             f"{base}/v1/chat/completions", headers, request_body(stream), stream
         )
@@ -542,24 +741,72 @@ class Bench:
             await asyncio.sleep(0.05)
         return last
 
+    async def wait_for_peer(self) -> None:
+        """Let the peer finish the work it does after its last response.
+
+        For LiteLLM that is its logging callbacks, which run as tasks after
+        the response is sent. The wait plays the part for the peer that
+        wait_for_traces plays for keelway, so that this work counts towards
+        the run that caused it.
+        """
+        if self.env.peer is None:
+            return
+        last = self.env.peer.cpu_seconds()
+        deadline = time.monotonic() + IDLE_TIMEOUT
+        while time.monotonic() < deadline:
+            await asyncio.sleep(IDLE_SETTLE_SECONDS)
+            now = self.env.peer.cpu_seconds()
+            if now == last:
+                return
+            last = now
+
+    async def check_peer(self) -> None:
+        """Check that the peer returns the fake's completion before measuring it."""
+        if self.env.peer_launch is None:
+            return
+        answers: dict[str, str] = {}
+        timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            for target in ("direct", self.env.peer_launch.name):
+                load = self.load(target, stream=False)
+                async with session.post(
+                    load.url, data=load.body, headers=load.headers
+                ) as response:
+                    payload = await response.read()
+                    if response.status != 200:
+                        raise RuntimeError(
+                            f"{target} returned HTTP {response.status}: "
+                            f"{payload[:300]!r}"
+                        )
+                answers[target] = orjson.loads(payload)["choices"][0]["message"][
+                    "content"
+                ]
+        if answers[self.env.peer_launch.name] != answers["direct"]:
+            raise RuntimeError(
+                f"{self.env.peer_launch.label} did not return the fake's completion: "
+                f"{answers!r}"
+            )
+
     async def measure(
         self, session: aiohttp.ClientSession, target: str, case: Case
     ) -> Run:
         load = self.load(target, case.stream)
         requests = self.args.requests
-        keelway_before = self.env.keelway.cpu_seconds()
+        gateway = self.gateway(target)
+        gateway_before = gateway.cpu_seconds() if gateway is not None else 0.0
         fake_before = self.env.fake.cpu_seconds()
         client_before = time.process_time()
         burst = await self.burst(session, load, requests, case.concurrency)
         client_after = time.process_time()
-        keelway_cpu_ms: float | None = None
-        if target == "keelway":
-            # Let the trace writer finish this run's batches, so their inserts
-            # count towards this run's CPU and not the next run's.
-            await self.wait_for_traces(self.sent_through_keelway)
-            keelway_cpu_ms = (
-                (self.env.keelway.cpu_seconds() - keelway_before) * 1000 / requests
-            )
+        gateway_cpu_ms: float | None = None
+        if gateway is not None:
+            if target == "keelway":
+                # Let the trace writer finish this run's batches, so their
+                # inserts count towards this run's CPU and not the next run's.
+                await self.wait_for_traces(self.sent_through_keelway)
+            else:
+                await self.wait_for_peer()
+            gateway_cpu_ms = (gateway.cpu_seconds() - gateway_before) * 1000 / requests
         fake_cpu_ms = (self.env.fake.cpu_seconds() - fake_before) * 1000 / requests
         latencies = sorted(burst.latencies)
         return Run(
@@ -570,16 +817,17 @@ class Bench:
             rps=requests / burst.seconds,
             p50_ms=percentile(latencies, 0.50) * 1000,
             p99_ms=percentile(latencies, 0.99) * 1000,
-            keelway_cpu_ms=keelway_cpu_ms,
+            keelway_cpu_ms=gateway_cpu_ms if target == "keelway" else None,
             fake_cpu_ms=fake_cpu_ms,
             client_cpu_ms=(client_after - client_before) * 1000 / requests,
+            peer_cpu_ms=None if target == "keelway" else gateway_cpu_ms,
         )
 
     async def run_case(self, case: Case) -> None:
         sessions: dict[str, aiohttp.ClientSession] = {}
         timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)
         try:
-            for target in ("direct", "keelway"):
+            for target in self.targets:
                 connector = aiohttp.TCPConnector(limit=case.concurrency)
                 sessions[target] = aiohttp.ClientSession(
                     connector=connector, timeout=timeout
@@ -593,10 +841,11 @@ class Bench:
                     )
             # Keep the warm-up's trace inserts out of the first measured run.
             await self.wait_for_traces(self.sent_through_keelway)
+            await self.wait_for_peer()
             for index in range(self.args.runs):
-                order = (
-                    ("direct", "keelway") if index % 2 == 0 else ("keelway", "direct")
-                )
+                # Alternate between the order of self.targets and its reverse.
+                # With a peer, keelway always runs between the other two.
+                order = self.targets if index % 2 == 0 else self.targets[::-1]
                 for target in order:
                     run = await self.measure(sessions[target], target, case)
                     case.runs[target].append(run)
@@ -611,8 +860,9 @@ class Bench:
                 await session.close()
 
     async def run(self) -> list[Case]:
+        await self.check_peer()
         cases = [
-            Case(concurrency, stream)
+            Case(concurrency, stream, self.targets)
             for concurrency in self.args.concurrency
             for stream in (False, True)
         ]
@@ -662,6 +912,56 @@ def cpu_table(cases: list[Case]) -> str:
     return "\n".join(lines)
 
 
+def peer_table(cases: list[Case], peer: str, label: str) -> str:
+    header = (
+        f"| case | concurrency | stream | {label} rps | {label} p50 / p99 ms "
+        f"| added p50 / p99 ms | {label} CPU ms/req | fake CPU ms/req "
+        f"| load generator CPU ms/req |"
+    )
+    lines = [header, "|" + " --- |" * 9]
+    for case in cases:
+        s = case.summary()
+        cells = [
+            case.name,
+            str(case.concurrency),
+            "yes" if case.stream else "no",
+            f"{s[f'{peer}_rps']:.0f}",
+            f"{s[f'{peer}_p50_ms']:.2f} / {s[f'{peer}_p99_ms']:.2f}",
+            f"{s[f'{peer}_added_p50_ms']:+.2f} / {s[f'{peer}_added_p99_ms']:+.2f}",
+            f"{s[f'{peer}_cpu_ms']:.2f}",
+            f"{s[f'fake_cpu_ms_{peer}']:.2f}",
+            f"{s[f'client_cpu_ms_{peer}']:.2f}",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def format_ratio(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value:.2f}"
+
+
+def ratio_table(cases: list[Case], peer: str, label: str) -> str:
+    header = (
+        f"| case | added p50 ms, keelway / {label} | ratio "
+        f"| rps, keelway / {label} | ratio "
+        f"| CPU ms/req, keelway / {label} | ratio |"
+    )
+    lines = [header, "|" + " --- |" * 7]
+    for case in cases:
+        s = case.summary()
+        cells = [
+            case.name,
+            f"{s['added_p50_ms']:+.2f} / {s[f'{peer}_added_p50_ms']:+.2f}",
+            format_ratio(s[f"keelway_to_{peer}_added_p50"]),
+            f"{s['keelway_rps']:.0f} / {s[f'{peer}_rps']:.0f}",
+            format_ratio(s[f"keelway_to_{peer}_rps"]),
+            f"{s['keelway_cpu_ms']:.2f} / {s[f'{peer}_cpu_ms']:.2f}",
+            format_ratio(s[f"keelway_to_{peer}_cpu"]),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def machine() -> dict[str, Any]:
     model = ""
     cpuinfo = Path("/proc/cpuinfo")
@@ -696,6 +996,7 @@ def raise_system_exit(signum: int, _frame: object) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, raise_system_exit)
+    peer_venv = ensure_litellm_venv() if args.peer == "litellm" else None
     info = machine()
     print(
         f"{args.requests} requests x {args.runs} runs per case and target, "
@@ -704,7 +1005,7 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     started = time.monotonic()
-    with environment() as env:
+    with environment(peer_venv) as env:
         try:
             bench, cases = asyncio.run(run_bench(env, args))
         except TimeoutError:
@@ -718,6 +1019,8 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(TRACE_SETTLE_SECONDS)
         stored = env.traces.count()
         keelway_pid = env.keelway.pid
+        launch = env.peer_launch
+        peer_pid = env.peer.pid if env.peer is not None else None
     elapsed = time.monotonic() - started
     # Other work on the machine skews every number, and the load average at
     # both ends is the cheapest sign of it.
@@ -730,6 +1033,22 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(cpu_table(cases))
     print()
+    if launch is not None:
+        print(
+            f"{launch.label} {launch.version} ({launch.requirement}), one worker "
+            f"process, no database; CPU counts the proxy and any processes it "
+            f"started:"
+        )
+        print()
+        print(peer_table(cases, launch.name, launch.label))
+        print()
+        print(
+            f"keelway's figures divided by {launch.label}'s (a ratio below 1 "
+            f"means less added latency or CPU, above 1 more requests per second):"
+        )
+        print()
+        print(ratio_table(cases, launch.name, launch.label))
+        print()
     traces_ok = stored == bench.sent_through_keelway
     print(
         f"traces: {stored} stored for {bench.sent_through_keelway} requests sent "
@@ -747,9 +1066,20 @@ def main(argv: list[str] | None = None) -> int:
                 "runs": args.runs,
                 "warmup": args.warmup,
                 "concurrency": args.concurrency,
+                "peer": args.peer,
             },
             "machine": info,
             "keelway_pid": keelway_pid,
+            "peer": None
+            if launch is None
+            else {
+                "name": launch.name,
+                "version": launch.version,
+                "requirement": launch.requirement,
+                "command": launch.command,
+                "environment": launch.env,
+                "pid": peer_pid,
+            },
             "cases": [
                 {
                     "name": case.name,
@@ -775,5 +1105,5 @@ if __name__ == "__main__":
     try:
         sys.exit(main())
     except KeyboardInterrupt:
-        print("interrupted; both servers were stopped", file=sys.stderr)
+        print("interrupted; the servers were stopped", file=sys.stderr)
         sys.exit(130)
