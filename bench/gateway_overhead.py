@@ -50,14 +50,17 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
+import redis
 import yaml
 from peers import PeerLaunch, ensure_litellm_venv, prepare_litellm
 
@@ -67,6 +70,8 @@ from keelway.store.traces import TraceStore
 from keelway.tracing.writer import RETRY_DELAYS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+FEATURES = ("routing", "limits", "limits-redis", "cache")
+REDIS_URL = os.environ.get("KEELWAY_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 HOST = "127.0.0.1"
 MODEL = "gpt-4o-mini"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -143,6 +148,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         f"[default: {DEFAULT_TIMEOUT:.0f}, with --peer: {PEER_DEFAULT_TIMEOUT:.0f}]",
     )
     parser.add_argument(
+        "--features",
+        default="",
+        help="comma-separated keelway features to turn on: routing (two "
+        "deployments and a fallback group), limits (a key with rate limits and "
+        "a budget, in memory), limits-redis (the same in the Redis at "
+        f"{REDIS_URL}), cache (exact cache on, every request a miss that is "
+        "stored) [default: none]",
+    )
+    parser.add_argument(
         "--peer",
         choices=["litellm"],
         default=None,
@@ -166,6 +180,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--requests and --runs must be at least 1, --warmup at least 0")
     if any(c < 1 for c in args.concurrency):
         parser.error("--concurrency: every value must be at least 1")
+    args.features = [part for part in args.features.split(",") if part]
+    unknown = set(args.features) - set(FEATURES)
+    if unknown:
+        parser.error(f"--features: unknown {sorted(unknown)}; choose from {FEATURES}")
     return args
 
 
@@ -378,29 +396,48 @@ class Environment:
         return TraceStore(self.database)
 
 
-def keelway_config(keelway_port: int, fake_port: int) -> dict[str, Any]:
-    return {
+def keelway_config(
+    keelway_port: int,
+    fake_port: int,
+    features: list[str] | None = None,
+    redis_prefix: str = "",
+) -> dict[str, Any]:
+    features = features or []
+    deployment = {
+        "provider": "openai",
+        "model": MODEL,
+        "base_url": f"http://{HOST}:{fake_port}/v1",
+        # The fake run as a process accepts any key.
+        "api_key": "sk-bench-unused",
+    }
+    models: dict[str, Any] = {MODEL: {"deployments": [deployment]}}
+    if "routing" in features:
+        models[MODEL] = {
+            "deployments": [
+                {**deployment, "name": "first"},
+                {**deployment, "name": "second"},
+            ],
+            "strategy": "least_busy",
+            "fallbacks": ["backup"],
+        }
+        models["backup"] = {"deployments": [{**deployment, "name": "backup"}]}
+    config: dict[str, Any] = {
         "server": {"host": HOST, "port": keelway_port},
         "tracing": {"payloads": "full"},
         "auth": {"key_cache_seconds": 1.0},
-        "models": {
-            MODEL: {
-                "deployments": [
-                    {
-                        "provider": "openai",
-                        "model": MODEL,
-                        "base_url": f"http://{HOST}:{fake_port}/v1",
-                        # The fake run as a process accepts any key.
-                        "api_key": "sk-bench-unused",
-                    }
-                ]
-            }
-        },
+        "models": models,
     }
+    if "limits-redis" in features:
+        config["limits"] = {"redis_url": REDIS_URL, "key_prefix": redis_prefix}
+    if "cache" in features:
+        config["cache"] = {"exact": {"enabled": True}}
+    return config
 
 
 @contextmanager
-def environment(peer_venv: Path | None = None) -> Iterator[Environment]:
+def environment(
+    peer_venv: Path | None = None, features: list[str] | None = None
+) -> Iterator[Environment]:
     """Start the fake, keelway and the peer if any; stop all on the way out.
 
     ``peer_venv`` is the virtual environment of the LiteLLM proxy, or None to
@@ -412,12 +449,22 @@ def environment(peer_venv: Path | None = None) -> Iterator[Environment]:
         home.mkdir()
         fake_port, keelway_port = free_port(), free_port()
         config_path = folder / "keelway.yaml"
-        config_path.write_text(
-            yaml.safe_dump(keelway_config(keelway_port, fake_port), sort_keys=False)
-        )
+        features = features or []
+        redis_prefix = f"keelway-bench:{uuid.uuid4().hex[:8]}:"
+        config = keelway_config(keelway_port, fake_port, features, redis_prefix)
+        config_path.write_text(yaml.safe_dump(config, sort_keys=False))
         # The config leaves database.url empty, so keelway uses this file.
         database = open_database(f"sqlite:///{home / 'keelway.db'}")
-        _, key = KeyStore(database).create("bench", team="bench")
+        limits: dict[str, Any] = {}
+        if {"limits", "limits-redis"} & set(features):
+            # Limits far above the load, so every request is checked and passes.
+            limits = {
+                "rpm": 2**31 - 1,
+                "tpm": 2**31 - 1,
+                "budget_usd": Decimal(1_000_000),
+                "budget_period": "month",
+            }
+        _, key = KeyStore(database).create("bench", team="bench", **limits)
         fake = ServerProcess(
             "fake upstream",
             [
@@ -490,17 +537,32 @@ def environment(peer_venv: Path | None = None) -> Iterator[Environment]:
                         file=sys.stderr,
                     )
             database.close()
+            if "limits-redis" in features:
+                delete_redis_keys(redis_prefix)
 
 
-def request_body(stream: bool) -> bytes:
-    return orjson.dumps(
-        {
-            "model": MODEL,
-            "messages": [{"role": "user", "content": "Say hello in five words."}],
-            "max_tokens": 16,
-            "stream": stream,
-        }
-    )
+def request_body(stream: bool, deterministic: bool = False) -> bytes:
+    body: dict[str, Any] = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "Say hello in five words."}],
+        "max_tokens": 16,
+        "stream": stream,
+    }
+    if deterministic:
+        # Cacheable, so the cache hashes and stores every request.
+        body["temperature"] = 0
+    return orjson.dumps(body)
+
+
+def delete_redis_keys(prefix: str) -> None:
+    """Delete the keys a limits-redis run left in Redis."""
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
 
 
 @dataclass
@@ -685,6 +747,7 @@ class Bench:
     def __init__(self, env: Environment, args: argparse.Namespace) -> None:
         self.env = env
         self.args = args
+        self.features: list[str] = args.features
         self.targets: tuple[str, ...] = ("direct", "keelway")
         if env.peer_launch is not None:
             self.targets += (env.peer_launch.name,)
@@ -705,11 +768,13 @@ class Bench:
         headers = {"Content-Type": "application/json"}
         if target == "keelway":
             headers["Authorization"] = f"Bearer {self.env.key}"
+            if "cache" in self.features:
+                # Read nothing, store everything: the cost of a cache miss.
+                headers["Cache-Control"] = "no-cache"
         elif self.env.peer_launch is not None and gateway is self.env.peer:
             headers["Authorization"] = f"Bearer {self.env.peer_launch.api_key}"
-        return Load(
-            f"{base}/v1/chat/completions", headers, request_body(stream), stream
-        )
+        body = request_body(stream, deterministic="cache" in self.features)
+        return Load(f"{base}/v1/chat/completions", headers, body, stream)
 
     async def burst(
         self, session: aiohttp.ClientSession, load: Load, count: int, concurrency: int
@@ -1005,7 +1070,7 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     started = time.monotonic()
-    with environment(peer_venv) as env:
+    with environment(peer_venv, args.features) as env:
         try:
             bench, cases = asyncio.run(run_bench(env, args))
         except TimeoutError:
@@ -1067,6 +1132,7 @@ def main(argv: list[str] | None = None) -> int:
                 "warmup": args.warmup,
                 "concurrency": args.concurrency,
                 "peer": args.peer,
+                "features": args.features,
             },
             "machine": info,
             "keelway_pid": keelway_pid,

@@ -139,8 +139,8 @@ def test_period_without_budget_fails(cli: CLI) -> None:
 @pytest.mark.parametrize(
     ("option", "value", "message"),
     [
-        ("--rpm", "0", "0 is not in the range x>=1"),
-        ("--tpm", "-5", "-5 is not in the range x>=1"),
+        ("--rpm", "0", "0 is not in the range 1<=x<=2147483647"),
+        ("--tpm", "-5", "-5 is not in the range 1<=x<=2147483647"),
         ("--budget", "-1", "expected a positive USD amount, got '-1'"),
         ("--budget", "0", "expected a positive USD amount, got '0'"),
         ("--budget", "ten", "'ten' is not a USD amount"),

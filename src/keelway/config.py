@@ -29,6 +29,7 @@ from keelway.limits.config import LimitsConfig
 PayloadMode = Literal["full", "metadata_only", "none"]
 
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_USERINFO = re.compile(r"//[^/@\s]*@")
 
 
 class ConfigError(Exception):
@@ -100,6 +101,15 @@ class ModelGroup(_Strict):
     fallbacks: list[str] = Field(default_factory=list)
     context_window_fallbacks: list[str] = Field(default_factory=list)
     content_policy_fallbacks: list[str] = Field(default_factory=list)
+
+    @field_validator("sticky")
+    @classmethod
+    def _check_sticky(cls, value: str | None) -> str | None:
+        if value is None or value == "user":
+            return value
+        if value.startswith("metadata.") and len(value) > len("metadata."):
+            return value
+        raise ValueError("expected 'user' or 'metadata.<key>'")
 
 
 class ServerConfig(_Strict):
@@ -227,6 +237,7 @@ class Config(_Strict):
 
     @model_validator(mode="after")
     def _check_fallbacks(self) -> Config:
+        self._check_deployment_names()
         for name, group in self.models.items():
             lists = {
                 "fallbacks": group.fallbacks,
@@ -263,6 +274,19 @@ class Config(_Strict):
         for name in self.cache.groups:
             if name not in self.models:
                 raise ValueError(f"cache.groups.{name}: no model group named {name!r}")
+
+    def _check_deployment_names(self) -> None:
+        # Breakers, stats and deployment rate limits are keyed by the name.
+        seen: dict[str, str] = {}
+        for group, spec in self.models.items():
+            for index, deployment in enumerate(spec.deployments):
+                name = deployment.name or f"{group}/{index}"
+                path = f"models.{group}.deployments[{index}].name"
+                if name in seen:
+                    raise ValueError(
+                        f"{path}: deployment name {name!r} is also used at {seen[name]}"
+                    )
+                seen[name] = path
 
     def _check_router(self, name: str, router: ComplexityRouterConfig) -> None:
         if name in self.models:
@@ -326,6 +350,8 @@ def _describe(error: ValidationError) -> str:
     for item in error.errors():
         given = item.get("input")
         shown = "" if isinstance(given, dict | list) else f", got {given!r}"
+        # A URL's user and password (a Redis or database URL) stay hidden.
+        shown = _USERINFO.sub("//***@", shown)
         message = item["msg"]
         if item["type"] == "extra_forbidden":
             message = "unknown field"

@@ -13,6 +13,7 @@ from keelway.cli.options import config_option, open_store, resolve_config
 from keelway.config import Config
 from keelway.store.keys import (
     BUDGET_PERIODS,
+    MAX_PER_MINUTE,
     ApiKeyRecord,
     InvalidKey,
     KeyAlreadyRevoked,
@@ -110,13 +111,13 @@ def keys() -> None:
 )
 @click.option(
     "--rpm",
-    type=click.IntRange(min=1),
+    type=click.IntRange(min=1, max=MAX_PER_MINUTE),
     default=None,
     help="Requests per minute the key may make [default: unlimited].",
 )
 @click.option(
     "--tpm",
-    type=click.IntRange(min=1),
+    type=click.IntRange(min=1, max=MAX_PER_MINUTE),
     default=None,
     help="Tokens per minute the key may use [default: unlimited].",
 )

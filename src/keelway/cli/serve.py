@@ -48,6 +48,7 @@ def serve(config_path: Path | None, host: str | None, port: int | None) -> None:
 
     config = resolve_config(config_path)
     configure_logging(config.server.log_level)
+    check_redis(config)
     host = host or config.server.host
     port = config.server.port if port is None else port
     listener = listen_socket(host, port)
@@ -62,6 +63,31 @@ def serve(config_path: Path | None, host: str | None, port: int | None) -> None:
             "a second SIGINT forced the exit: requests in flight may have been "
             "cut off and queued traces lost"
         )
+
+
+def check_redis(config: Config) -> None:
+    """Fail at start when a configured Redis cannot be reached."""
+    import re
+
+    import redis
+
+    urls = {"limits.redis_url": config.limits.redis_url}
+    if config.cache.backend == "redis":
+        urls["cache.redis_url"] = config.cache.redis_url
+    for field, url in urls.items():
+        if not url:
+            continue
+        client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
+        try:
+            client.ping()
+        except redis.RedisError as error:
+            shown = re.sub(r"//[^/@\s]*@", "//***@", url)
+            raise click.ClickException(
+                f"{field}: cannot reach Redis at {shown}: {error.__class__.__name__};"
+                " start Redis or fix the URL"
+            ) from None
+        finally:
+            client.close()
 
 
 def _serve_on(listener: socket.socket, config: Config, source: str) -> uvicorn.Server:

@@ -56,3 +56,13 @@ def attribute(trace: TraceRecord, request: Request, body: dict[str, Any]) -> Non
     extra = {k: v for k, v in metadata.items() if k not in known}
     if extra:
         trace.attributes = {"metadata": extra}
+
+
+def prompt_reference(request: Request, body: dict[str, Any]) -> str | None:
+    """Return the request's prompt reference in full, header first."""
+    header = request.headers.get("x-keelway-prompt")
+    if header:
+        return header
+    metadata = body.get("metadata")
+    value = metadata.get("prompt") if isinstance(metadata, dict) else None
+    return None if value is None or isinstance(value, dict | list) else str(value)

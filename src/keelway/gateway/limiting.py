@@ -60,6 +60,13 @@ class BudgetExhausted(KeelwayLimitError):
     code = "keelway_budget_exceeded"
 
 
+class LimitsDown(KeelwayLimitError):
+    """The store of rate limits and budgets (Redis) cannot be reached."""
+
+    status = 503
+    code = "keelway_limits_unavailable"
+
+
 @dataclass(slots=True)
 class Admission:
     """What a request took from the limits, to settle after the answer."""
@@ -124,6 +131,22 @@ class RequestLimits:
                 raise BudgetExhausted(
                     error.message, headers={"x-should-retry": "false"}
                 ) from None
+            except ValueError:
+                # The maximum cost is past what any budget can hold.
+                await self._undo_rate(admission)
+                raise BudgetExhausted(
+                    f"the request's maximum cost of {amount:.2f} USD exceeds every"
+                    " budget; lower max_tokens",
+                    headers={"x-should-retry": "false"},
+                ) from None
+            except LimitsUnavailable as error:
+                # A hard budget that cannot be checked is not let through.
+                await self._undo_rate(admission)
+                log.error("budgets unavailable, request rejected: %s", error)
+                raise LimitsDown(
+                    "budgets cannot be checked right now; retry later",
+                    headers={"Retry-After": "5"},
+                ) from None
         return admission
 
     async def settle(self, admission: Admission | None, trace: TraceRecord) -> None:
@@ -154,8 +177,11 @@ class RequestLimits:
 
     async def _undo_rate(self, admission: Admission) -> None:
         # The request never ran, so its estimated tokens do not count.
-        if admission.rules.rate and admission.tokens:
-            await self.rate.adjust_tokens(admission.rules.rate, -admission.tokens)
+        if admission.rules.rate and admission.tokens and admission.headers:
+            try:
+                await self.rate.adjust_tokens(admission.rules.rate, -admission.tokens)
+            except LimitsUnavailable as error:
+                log.error("giving back rate limit tokens failed: %s", error)
 
     def _max_cost(self, group: str, input_tokens: int, output_tokens: int) -> Decimal:
         usage = Usage(input_tokens=input_tokens, output_tokens=output_tokens)

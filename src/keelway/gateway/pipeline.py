@@ -19,7 +19,7 @@ import anyio
 from starlette.requests import Request
 
 from keelway.config import Config
-from keelway.gateway.attribution import attribute
+from keelway.gateway.attribution import attribute, prompt_reference
 from keelway.gateway.auth import Authenticator, Caller
 from keelway.gateway.body import read_json_object
 from keelway.gateway.caching import CacheHit, CacheState, ResponseCache, record_hit
@@ -178,9 +178,10 @@ class Pipeline:
         started = time.perf_counter()
         caller = call.caller
         access = f"team:{caller.team}" if caller.team else f"key:{caller.key_id}"
-        # The whole body, since metadata.cache carries the caller's directive.
+        # The whole body, since metadata.cache carries the caller's directive,
+        # and the whole prompt reference: the trace's copy is cut short.
         call.cache = self.cache.prepare(
-            request, call.body, call.group, access, call.trace.prompt
+            request, call.body, call.group, access, prompt_reference(request, call.body)
         )
         hit = await self.cache.lookup(call.cache, call.group)
         if hit is not None:

@@ -117,6 +117,10 @@ def validate_name(name: str) -> None:
         )
 
 
+# The rpm and tpm columns are 32-bit integers on PostgreSQL.
+MAX_PER_MINUTE = 2**31 - 1
+
+
 def validate_limits(
     rpm: int | None,
     tpm: int | None,
@@ -126,8 +130,10 @@ def validate_limits(
 ) -> None:
     """Raise InvalidKey unless the limits are positive and consistent."""
     for label, count in (("rpm", rpm), ("tpm", tpm)):
-        if count is not None and count < 1:
-            raise InvalidKey(f"{label} must be a positive integer, got {count}")
+        if count is not None and not 1 <= count <= MAX_PER_MINUTE:
+            raise InvalidKey(
+                f"{label} must be an integer from 1 to {MAX_PER_MINUTE}, got {count}"
+            )
     for label, amount in (("budget", budget_usd), ("soft budget", budget_soft_usd)):
         if amount is None:
             continue
