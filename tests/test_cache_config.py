@@ -44,7 +44,7 @@ def test_group_overrides_fall_back_to_global() -> None:
         ({"exact": {"ttl": 5}}, "Extra inputs are not permitted"),
         ({"semantic": {"threshold": 1.5}}, "less than or equal to 1"),
         ({"groups": {"g": {"threshold": 0}}}, "greater than 0"),
-        ({"backend": "disk"}, "'memory' or 'redis'"),
+        ({"backend": "disk"}, "'memory', 'redis' or 'store'"),
     ],
 )
 def test_invalid_config_is_rejected(data: dict[str, object], message: str) -> None:

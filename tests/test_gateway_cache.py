@@ -36,7 +36,9 @@ def cached(
         tmp_path_factory.mktemp("cache"),
         database_url,
         openai_models(upstream.base_url, ["gpt-4o"]),
-        settings={"cache": {"exact": {"enabled": True}}},
+        # The store backend, so the suite's SQLite and PostgreSQL runs both
+        # carry the cache through the database.
+        settings={"cache": {"backend": "store", "exact": {"enabled": True}}},
         env={"FAKE_OPENAI_KEY": API_KEY},
     )
     server.start()

@@ -2,8 +2,8 @@
 
 Requests go through real keelway servers to the fake OpenAI upstream, whose
 default usage is 12 prompt and 6 completion tokens (4 tokens per embedding
-input). Deployments here price every token at $1,000 per million, so a
-chat completion costs exactly $0.018 and an embedding $0.004.
+input). Deployments here price every token at $100 per million, so a chat
+completion costs exactly $0.0018 and an embedding $0.0004.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from tests.fakes.openai_upstream import API_KEY, FakeOpenAI
 from tests.servers import KeelwayServer
 
 REDIS_URL = os.environ.get("KEELWAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-PRICE = {"input": 1000, "output": 1000}
+PRICE = {"input": 100, "output": 100}
 # Long enough that the input estimate (about 4 characters a token) exceeds
 # the fake's 12 reported prompt tokens, so no call costs more than it reserved.
 QUESTION = "Please answer this question about the weather in Paris in April. " * 2
@@ -34,6 +34,13 @@ QUESTION = "Please answer this question about the weather in Paris in April. " *
 @pytest.fixture(scope="module")
 def upstream() -> Iterator[FakeOpenAI]:
     with FakeOpenAI(record=False) as fake:
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def broken() -> Iterator[FakeOpenAI]:
+    with FakeOpenAI(record=False) as fake:
+        fake.fault = "500"
         yield fake
 
 
@@ -49,20 +56,34 @@ def prefix() -> Iterator[str]:
     client.close()
 
 
-def _models(fake: FakeOpenAI) -> dict[str, Any]:
+def _models(fake: FakeOpenAI, broken: FakeOpenAI | None) -> dict[str, Any]:
     models = openai_models(fake.base_url, ["gpt-4o"], price=PRICE)
     models["embed"] = openai_models(fake.base_url, ["embed"], price=PRICE)["embed"]
+    if broken is not None:
+        # Every call to "primary" fails, so its requests are served by the
+        # fallback group after retries, and charged once.
+        models["primary"] = {
+            **openai_models(broken.base_url, ["primary"], price=PRICE)["primary"],
+            "fallbacks": ["gpt-4o"],
+        }
     return models
 
 
 def _server(
-    folder: Any, database_url: str, fake: FakeOpenAI, limits: dict[str, Any]
+    folder: Any,
+    database_url: str,
+    fake: FakeOpenAI,
+    limits: dict[str, Any],
+    broken: FakeOpenAI | None = None,
 ) -> KeelwayServer:
     server = KeelwayServer(
         folder,
         database_url,
-        _models(fake),
-        settings={"limits": limits},
+        _models(fake, broken),
+        settings={
+            "limits": limits,
+            "routing": {"retries": {"backoff_base": 0.01, "backoff_max": 0.05}},
+        },
         env={"FAKE_OPENAI_KEY": API_KEY},
     )
     return server.start()
@@ -78,6 +99,8 @@ def _request(route: str) -> tuple[str, dict[str, Any]]:
     body = {"model": "gpt-4o", "max_tokens": 6, "messages": messages}
     if route == "stream":
         body["stream"] = True
+    if route == "fallback":
+        body["model"] = "primary"
     return "/v1/chat/completions", body
 
 
@@ -146,12 +169,13 @@ def test_provider_rate_limit_is_not_keelways(
         server.close()
 
 
-BUDGET = Decimal("1.00")
+BUDGET = Decimal("0.05")
 CASES = [
     ("chat", "memory"),
     ("stream", "memory"),
     ("messages", "memory"),
     ("embeddings", "memory"),
+    ("fallback", "memory"),
     ("chat", "redis"),
 ]
 
@@ -163,6 +187,7 @@ def test_budget_holds_under_concurrency(
     tmp_path: Any,
     database_url: str,
     upstream: FakeOpenAI,
+    broken: FakeOpenAI,
     prefix: str,
     route: str,
     backend: str,
@@ -170,7 +195,7 @@ def test_budget_holds_under_concurrency(
     limits = (
         {"redis_url": REDIS_URL, "key_prefix": prefix} if backend == "redis" else {}
     )
-    server = _server(tmp_path, database_url, upstream, limits)
+    server = _server(tmp_path, database_url, upstream, limits, broken)
     try:
         record, key = server.keys.create(
             f"budget-{uuid.uuid4().hex[:8]}", budget_usd=BUDGET, budget_period="day"
@@ -189,10 +214,11 @@ def test_budget_holds_under_concurrency(
             assert error["code"] == "keelway_budget_exceeded"
         assert rejected[0].headers["x-should-retry"] == "false"
 
-        cost = Decimal("0.004") if route == "embeddings" else Decimal("0.018")
+        cost = Decimal("0.0004") if route == "embeddings" else Decimal("0.0018")
         spent = cost * len(passed)
-        # Each request reserves at most its input estimate plus max_tokens.
-        reservation = Decimal("0.040")
+        # Each request reserves its input estimate plus max_tokens: under
+        # 50 tokens at $100 per million.
+        reservation = Decimal("0.005")
         assert spent <= BUDGET + reservation
         ledger, traced, count = _wait_for_ledger(server, record.id, 100)
         assert count == 100

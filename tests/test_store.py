@@ -34,7 +34,7 @@ def test_migrating_again_changes_nothing(database: Database) -> None:
         version = connection.execute(
             text("SELECT version_num FROM alembic_version")
         ).scalar()
-    assert version == "0005"
+    assert version == "0006"
 
 
 def test_sqlite_runs_in_wal_mode(database: Database) -> None:

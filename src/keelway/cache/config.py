@@ -56,10 +56,12 @@ class CacheConfig(_Strict):
     """The cache backend and the caches each model group uses.
 
     ``backend: redis`` shares entries across replicas and needs ``redis_url``.
+    ``backend: store`` keeps exact entries in keelway's database, shared by
+    replicas that use it; semantic entries then stay in each process.
     ``prefix`` starts every Redis key the cache writes.
     """
 
-    backend: Literal["memory", "redis"] = "memory"
+    backend: Literal["memory", "redis", "store"] = "memory"
     redis_url: str | None = Field(None, repr=False)
     prefix: str = Field("keelway:cache:", min_length=1)
     exact: ExactCacheConfig = ExactCacheConfig()

@@ -12,6 +12,8 @@ from keelway.cache.memory_exact import MemoryExactCache
 from keelway.cache.redis_exact import RedisExactCache
 from keelway.cache.semantic import Embed, SemanticCache
 from keelway.cache.semantic_redis import RedisSemanticStore
+from keelway.cache.store_exact import StoreExactCache
+from keelway.store.database import Database
 
 
 def _redis(config: CacheConfig, client: Redis | None) -> str | Redis:
@@ -23,7 +25,11 @@ def _redis(config: CacheConfig, client: Redis | None) -> str | Redis:
 
 
 def build_exact_cache(
-    config: CacheConfig, *, redis: Redis | None = None, clock: Clock = time.time
+    config: CacheConfig,
+    *,
+    redis: Redis | None = None,
+    clock: Clock = time.time,
+    database: Database | None = None,
 ) -> ExactCache:
     """Return the exact cache the config describes.
 
@@ -33,6 +39,12 @@ def build_exact_cache(
     exact = config.exact
     if config.backend == "memory":
         return MemoryExactCache(exact.max_entries, exact.ttl_seconds, clock=clock)
+    if config.backend == "store":
+        if database is None:
+            raise ValueError("backend 'store' needs the gateway's database")
+        return StoreExactCache(
+            database, exact.max_entries, exact.ttl_seconds, clock=clock
+        )
     return RedisExactCache(
         _redis(config, redis),
         prefix=f"{config.prefix}exact:",

@@ -35,13 +35,15 @@ from keelway.tracing.writer import TraceWriter
 log = logging.getLogger(__name__)
 
 
-def response_cache(config: Config, router: Router) -> ResponseCache | None:
+def response_cache(
+    config: Config, router: Router, database: Database
+) -> ResponseCache | None:
     """Build the exact and semantic caches that some model group uses."""
     cache = config.cache
     groups = list(config.models)
     exact = None
     if any(cache.exact_enabled(group) for group in groups):
-        exact = build_exact_cache(cache)
+        exact = build_exact_cache(cache, database=database)
     semantic = None
     if any(cache.semantic_enabled(group) for group in groups):
         embed = group_embedder(router, cache.semantic.embedding_model)
@@ -77,7 +79,7 @@ def create_app(config: Config, database: Database) -> FastAPI:
         metrics,
         writer,
         complexity_routers(config, router),
-        response_cache(config, router),
+        response_cache(config, router, database),
         RequestLimits(config.limits, rate, budgets, router, prices, metrics),
     )
 

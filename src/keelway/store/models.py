@@ -15,6 +15,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     Numeric,
     String,
     Text,
@@ -135,3 +136,17 @@ class BudgetLedgerEntry(Base):
     period_start: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     amount_nano_usd: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class CacheEntry(Base):
+    """One exact-cache entry when the cache lives in the store.
+
+    Times are Unix seconds, as the cache's clock gives them.
+    """
+
+    __tablename__ = "cache_entries"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    expires_at: Mapped[float] = mapped_column(Float, index=True)
+    stored_at: Mapped[float] = mapped_column(Float, index=True)
