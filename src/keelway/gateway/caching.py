@@ -2,9 +2,9 @@
 
 A request reads the exact cache, then the semantic cache, when its policy
 allows (deterministic by default, see :func:`keelway.cache.cache_policy`)
-and its model group has them on. A hit is answered without calling a
+and its model group has them on. A hit is returned without calling a
 provider, streamed or not, and its trace records the kind of hit and the
-cost saved. A successful provider answer is stored after the response,
+cost saved. A successful provider response is stored after it is sent,
 off the hot path. A cache that fails is logged and treated as a miss.
 """
 
@@ -43,7 +43,7 @@ JSONObject = dict[str, Any]
 
 @dataclass(slots=True)
 class CacheState:
-    """What the cache knows of one request: its policy, scope and keys."""
+    """The cache policy, scope and keys of one request."""
 
     policy: CachePolicy
     scope: CacheScope
@@ -55,7 +55,7 @@ class CacheState:
 
 @dataclass(frozen=True, slots=True)
 class CacheHit:
-    """A cached answer for a request."""
+    """A cached response for a request."""
 
     response: CachedResponse
     kind: str
@@ -113,7 +113,7 @@ class ResponseCache:
         return CacheState(policy, scope, exact, text, semantic_context(body))
 
     async def lookup(self, state: CacheState, group: str) -> CacheHit | None:
-        """Return a cached answer for the request, or None."""
+        """Return a cached response for the request, or None."""
         if not state.policy.read:
             return None
         try:

@@ -181,6 +181,27 @@ class DeploymentsUnavailable(KeelwayLimitError):
     code = "deployments_unavailable"
 
 
+class RateLimited(KeelwayLimitError):
+    """A keelway rate limit (not a provider's) rejected the request."""
+
+    status = 429
+    code = "keelway_rate_limited"
+
+
+class BudgetExhausted(KeelwayLimitError):
+    """The request's maximum cost does not fit in a hard budget."""
+
+    status = 429
+    code = "keelway_budget_exceeded"
+
+
+class LimitsDown(KeelwayLimitError):
+    """The store of rate limits and budgets (Redis) cannot be reached."""
+
+    status = 503
+    code = "keelway_limits_unavailable"
+
+
 class NotReady(GatewayError):
     """The gateway is starting or shutting down."""
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from keelway.gateway.errors import KeelwayLimitError
+from keelway.gateway.errors import BudgetExhausted, LimitsDown, RateLimited
 from keelway.limits import (
     BudgetExceeded,
     Budgets,
@@ -46,30 +46,9 @@ JSONObject = dict[str, Any]
 DEFAULT_OUTPUT_RESERVE = 4096
 
 
-class RateLimited(KeelwayLimitError):
-    """A keelway rate limit (not a provider's) rejected the request."""
-
-    status = 429
-    code = "keelway_rate_limited"
-
-
-class BudgetExhausted(KeelwayLimitError):
-    """The request's maximum cost does not fit in a hard budget."""
-
-    status = 429
-    code = "keelway_budget_exceeded"
-
-
-class LimitsDown(KeelwayLimitError):
-    """The store of rate limits and budgets (Redis) cannot be reached."""
-
-    status = 503
-    code = "keelway_limits_unavailable"
-
-
 @dataclass(slots=True)
 class Admission:
-    """What a request took from the limits, to settle after the answer."""
+    """What a request took from the limits, to settle after the response."""
 
     rules: RequestRules
     tokens: int
@@ -150,7 +129,7 @@ class RequestLimits:
         return admission
 
     async def settle(self, admission: Admission | None, trace: TraceRecord) -> None:
-        """Charge the real cost and correct the token count after the answer."""
+        """Charge the real cost and correct the token count after the response."""
         if admission is None:
             return
         if admission.reservation is not None:

@@ -194,14 +194,14 @@ class Pipeline:
     async def remember(
         self, call: Call, body: JSONObject, usage: Usage | None, cost: float | None
     ) -> None:
-        """Store a provider's answer in the response cache, if the call allows."""
+        """Store a provider's response in the cache, if the call allows."""
         if self.cache is not None and call.cache is not None:
             await self.cache.store(call.cache, body, usage, cost)
 
     async def after_answer(
         self, call: Call, body: JSONObject, usage: Usage | None
     ) -> None:
-        """Work after a non-streamed answer is sent: cache it, queue the trace."""
+        """Settle limits, cache the response and queue the trace after sending it."""
         await self.settle(call)
         await self.remember(call, body, usage, call.trace.cost_usd)
         await self.submit(call.trace)
