@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from datetime import UTC, datetime, timedelta
@@ -27,7 +28,7 @@ from keelway.limits import (
 )
 from keelway.store.database import Database, open_database
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
+REDIS_URL = os.environ.get("KEELWAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 T = TypeVar("T")
 # Noon UTC on a fixed day, so day and month periods are known to the test.
 NOON = datetime(2031, 5, 17, 12, 0, tzinfo=UTC)

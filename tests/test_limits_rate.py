@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -25,7 +26,7 @@ from keelway.limits import (
 )
 from keelway.limits.rate_window import WINDOW_SECONDS
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
+REDIS_URL = os.environ.get("KEELWAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 T = TypeVar("T")
 # A start time on a minute boundary, so token windows line up with the test.
 START = 1_800_000_000.0 - 1_800_000_000.0 % WINDOW_SECONDS
