@@ -147,7 +147,7 @@ class ResponseCache:
         usage: Usage | None,
         cost_usd: float | None,
     ) -> None:
-        """Store a provider's answer under the request's keys, if allowed."""
+        """Store a provider's response under the request's keys, if allowed."""
         if not state.policy.write or not _complete(body):
             return
         entry = CachedResponse(body, usage, cost_usd, time.time(), state.scope)
@@ -173,7 +173,7 @@ class ResponseCache:
 
 
 def _complete(body: JSONObject) -> bool:
-    """Return whether every choice finished normally, so the answer is reusable."""
+    """Return whether every choice finished normally, so the response is reusable."""
     choices = body.get("choices")
     if not isinstance(choices, list) or not choices:
         return False

@@ -48,7 +48,7 @@ DEFAULT_OUTPUT_RESERVE = 4096
 
 @dataclass(slots=True)
 class Admission:
-    """What a request took from the limits, to settle after the response."""
+    """The rate limit counts and budget reservation of a request, to settle later."""
 
     rules: RequestRules
     tokens: int

@@ -84,7 +84,7 @@ class Features:
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """Where a complexity router sent a request, and why."""
+    """The model group a complexity router chose for a request, with its reasons."""
 
     router: str
     target: str
@@ -193,7 +193,7 @@ class ComplexityRouter:
         try:
             learned = await self._embedding_score(body)
         except ProviderError as error:
-            # The cheap features still give a decision; say why they alone did.
+            # The cheap features still decide, and the reasons record why alone.
             log.warning("complexity router %s: embedding failed: %s", self.name, error)
             reasons.append(f"embedding failed ({error.__class__.__name__})")
             learned = None

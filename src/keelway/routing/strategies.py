@@ -26,7 +26,7 @@ LATENCY_WINDOW = 20
 
 
 class Candidate(Protocol):
-    """What a strategy reads of a deployment."""
+    """The attributes of a deployment that strategies read."""
 
     @property
     def name(self) -> str: ...
