@@ -720,8 +720,30 @@ def test_slow_body_times_out(gateway: KeelwayServer) -> None:
     )
     with socket.create_connection(("127.0.0.1", gateway.port), timeout=TIMEOUT) as s:
         s.sendall(head.encode() + b'{"model": "gpt-4o", ')
-        reply = s.recv(65536)
+        reply = _read_response(s)
     status_line, _, rest = reply.partition(b"\r\n")
     assert status_line.split()[1] == b"408"
     body = orjson.loads(rest.partition(b"\r\n\r\n")[2])
     assert body["error"]["code"] == "request_timeout"
+
+
+def _read_response(sock: socket.socket) -> bytes:
+    """Read one HTTP response whole: its head and Content-Length bytes of body."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value.strip())
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return head + b"\r\n\r\n" + body
