@@ -146,7 +146,7 @@ def test_no_store_and_no_cache(cached: KeelwayServer, upstream: FakeOpenAI) -> N
     _post(cached, body, **{"Cache-Control": "no-store"})
     _post(cached, body)
     assert upstream.calls == before + 2
-    # The second request stored its answer, but no-cache skips reading it.
+    # The second request stored its response, but no-cache skips reading it.
     _post(cached, body, **{"Cache-Control": "no-cache"})
     assert upstream.calls == before + 3
     _, trace = _post(cached, body)

@@ -32,6 +32,11 @@ _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _USERINFO = re.compile(r"//[^/@\s]*@")
 
 
+def hide_userinfo(text: str) -> str:
+    """Replace the user and password of every URL in ``text`` with ``***``."""
+    return _USERINFO.sub("//***@", text)
+
+
 class ConfigError(Exception):
     """The configuration file is missing, unreadable or invalid."""
 
@@ -171,7 +176,7 @@ class BreakerConfig(_Strict):
 
 
 class ErrorPolicy(_Strict):
-    """What a request does after each class of provider error."""
+    """The action a request takes after each class of provider error."""
 
     rate_limited: RoutingAction = "retry"
     overloaded: RoutingAction = "retry"
@@ -351,7 +356,7 @@ def _describe(error: ValidationError) -> str:
         given = item.get("input")
         shown = "" if isinstance(given, dict | list) else f", got {given!r}"
         # A URL's user and password (a Redis or database URL) stay hidden.
-        shown = _USERINFO.sub("//***@", shown)
+        shown = hide_userinfo(shown)
         message = item["msg"]
         if item["type"] == "extra_forbidden":
             message = "unknown field"

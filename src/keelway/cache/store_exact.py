@@ -1,7 +1,7 @@
 """An exact cache in keelway's store (SQLite or PostgreSQL), shared by replicas.
 
 For a deployment that has a database but no Redis: entries survive restarts
-and every replica that uses the same database sees them. Each entry is a
+and every replica that uses the same database reads them. Each entry is a
 row with its JSON payload and its expiry. ``get`` ignores and deletes an
 expired row. ``set`` replaces the row of its key, deletes expired rows and,
 past ``max_entries`` rows, the oldest ones. The bound is first-in-first-out

@@ -67,9 +67,9 @@ def serve(config_path: Path | None, host: str | None, port: int | None) -> None:
 
 def check_redis(config: Config) -> None:
     """Fail at start when a configured Redis cannot be reached."""
-    import re
-
     import redis
+
+    from keelway.config import hide_userinfo
 
     urls = {"limits.redis_url": config.limits.redis_url}
     if config.cache.backend == "redis":
@@ -81,10 +81,9 @@ def check_redis(config: Config) -> None:
         try:
             client.ping()
         except redis.RedisError as error:
-            shown = re.sub(r"//[^/@\s]*@", "//***@", url)
             raise click.ClickException(
-                f"{field}: cannot reach Redis at {shown}: {error.__class__.__name__};"
-                " start Redis or fix the URL"
+                f"{field}: cannot reach Redis at {hide_userinfo(url)}:"
+                f" {error.__class__.__name__}; start Redis or fix the URL"
             ) from None
         finally:
             client.close()

@@ -528,7 +528,7 @@ class Pipeline:
         await self.writer.submit(trace)
 
     def reject(self, trace: TraceRecord, error: GatewayError) -> bool:
-        """Count a request rejected before authentication; say whether to trace it."""
+        """Count a rejected request and return whether it gets a trace."""
         if trace.key_name is None:
             trace.latency_ms = (time.perf_counter() - trace.started) * 1000
             trace.http_status = error.status

@@ -129,7 +129,7 @@ async def _relay(
 def replay_response(
     pipeline: Pipeline, call: Call, encoder: StreamEncoder, hit: CacheHit
 ) -> SSEResponse:
-    """Answer a streamed request from the cache, as the provider's stream would."""
+    """Replay a cached response to a streamed request, as the provider streams."""
     return SSEResponse(_replay(pipeline, call, encoder, hit))
 
 
