@@ -34,7 +34,19 @@ def test_migrating_again_changes_nothing(database: Database) -> None:
         version = connection.execute(
             text("SELECT version_num FROM alembic_version")
         ).scalar()
-    assert version == "0006"
+    assert version == "0007"
+
+
+def test_migrations_match_models(database: Database) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from keelway.store.models import Base
+
+    with database.engine.connect() as connection:
+        context = MigrationContext.configure(connection)
+        differences = compare_metadata(context, Base.metadata)
+    assert differences == []
 
 
 def test_sqlite_runs_in_wal_mode(database: Database) -> None:

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Numeric,
     String,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -69,6 +70,10 @@ class Trace(Base):
     use_case: Mapped[str | None] = mapped_column(String(200), index=True)
     segment: Mapped[str | None] = mapped_column(String(200), index=True)
     prompt: Mapped[str | None] = mapped_column(String(200), index=True)
+    # The registry version the request was rendered from, and its experiment.
+    prompt_version: Mapped[str | None] = mapped_column(String(40))
+    experiment: Mapped[str | None] = mapped_column(String(128), index=True)
+    variant: Mapped[str | None] = mapped_column(String(100))
     tags: Mapped[list[str] | None] = mapped_column(JSON)
     attributes: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     stream: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -150,3 +155,197 @@ class CacheEntry(Base):
     payload: Mapped[bytes] = mapped_column(LargeBinary)
     expires_at: Mapped[float] = mapped_column(Float, index=True)
     stored_at: Mapped[float] = mapped_column(Float, index=True)
+
+
+class User(Base):
+    """A person or service account that manages keelway. Only the key's hash is kept."""
+
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    key_prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_by: Mapped[str | None] = mapped_column(String(200))
+    disabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class RoleGrant(Base):
+    """A role held by a user, for one team or (team ``*``) for every team."""
+
+    __tablename__ = "role_grants"
+    __table_args__ = (
+        UniqueConstraint("user_id", "role", "team", name="uq_role_grants"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    role: Mapped[str] = mapped_column(String(30))
+    team: Mapped[str] = mapped_column(String(200))
+    granted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    granted_by: Mapped[str | None] = mapped_column(String(200))
+
+
+class AuditEvent(Base):
+    """One administrative action, allowed or denied, with who, when and what."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    actor: Mapped[str] = mapped_column(String(200), index=True)
+    action: Mapped[str] = mapped_column(String(60), index=True)
+    target: Mapped[str | None] = mapped_column(String(400))
+    team: Mapped[str | None] = mapped_column(String(200))
+    outcome: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str | None] = mapped_column(Text)
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class Prompt(Base):
+    """A named prompt template; its content lives in immutable versions."""
+
+    __tablename__ = "prompts"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    team: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_by: Mapped[str] = mapped_column(String(200))
+
+
+class PromptVersion(Base):
+    """One immutable version of a prompt, with its review state."""
+
+    __tablename__ = "prompt_versions"
+    __table_args__ = (
+        UniqueConstraint("prompt_id", "version", name="uq_prompt_versions"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    prompt_id: Mapped[str] = mapped_column(
+        ForeignKey("prompts.id", ondelete="CASCADE"), index=True
+    )
+    version: Mapped[str] = mapped_column(String(40))
+    major: Mapped[int] = mapped_column(Integer)
+    minor: Mapped[int] = mapped_column(Integer)
+    patch: Mapped[int] = mapped_column(Integer)
+    content: Mapped[dict[str, Any]] = mapped_column(JSON)
+    content_hash: Mapped[str] = mapped_column(String(80))
+    bump: Mapped[str | None] = mapped_column(String(10))
+    status: Mapped[str] = mapped_column(String(20))
+    author: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    message: Mapped[str | None] = mapped_column(Text)
+    reviewed_by: Mapped[str | None] = mapped_column(String(200))
+    reviewed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    review_comment: Mapped[str | None] = mapped_column(Text)
+
+
+class PromptLabel(Base):
+    """A label such as ``production`` pointing at one version of a prompt."""
+
+    __tablename__ = "prompt_labels"
+
+    prompt_id: Mapped[str] = mapped_column(
+        ForeignKey("prompts.id", ondelete="CASCADE"), primary_key=True
+    )
+    label: Mapped[str] = mapped_column(String(63), primary_key=True)
+    version_id: Mapped[str] = mapped_column(ForeignKey("prompt_versions.id"))
+    moved_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    moved_by: Mapped[str] = mapped_column(String(200))
+
+
+class LabelMove(Base):
+    """One move of a label; rollback walks these back."""
+
+    __tablename__ = "label_moves"
+    __table_args__ = (Index("ix_label_moves_prompt_label", "prompt_id", "label"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    prompt_id: Mapped[str] = mapped_column(ForeignKey("prompts.id", ondelete="CASCADE"))
+    label: Mapped[str] = mapped_column(String(63))
+    from_version_id: Mapped[str | None] = mapped_column(String(32))
+    # None when the label was removed.
+    to_version_id: Mapped[str | None] = mapped_column(String(32))
+    action: Mapped[str] = mapped_column(String(20))
+    actor: Mapped[str] = mapped_column(String(200))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class RegistryState(Base):
+    """A single row whose generation grows with every registry change.
+
+    Gateway replicas compare it with the generation of their cached prompt
+    resolutions, so a label move reaches every replica on its next request.
+    """
+
+    __tablename__ = "registry_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    generation: Mapped[int] = mapped_column(BigInteger)
+
+
+class Experiment(Base):
+    """An A/B or shadow test on the versions behind one prompt label."""
+
+    __tablename__ = "experiments"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    kind: Mapped[str] = mapped_column(String(10))
+    prompt: Mapped[str] = mapped_column(String(128), index=True)
+    label: Mapped[str] = mapped_column(String(63))
+    status: Mapped[str] = mapped_column(String(20))
+    # A/B: [{"name", "version", "weight"}]; shadow: the live and candidate.
+    variants: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    shadow_version: Mapped[str | None] = mapped_column(String(40))
+    sample_rate: Mapped[float] = mapped_column(Float)
+    sticky: Mapped[str] = mapped_column(String(20))
+    alpha: Mapped[float] = mapped_column(Float)
+    min_samples: Mapped[int] = mapped_column(Integer)
+    description: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_by: Mapped[str] = mapped_column(String(200))
+    stopped_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ShadowSample(Base):
+    """The live and the shadow output of one request, side by side."""
+
+    __tablename__ = "shadow_samples"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    experiment_id: Mapped[str] = mapped_column(
+        ForeignKey("experiments.id", ondelete="CASCADE"), index=True
+    )
+    trace_id: Mapped[str] = mapped_column(String(32), index=True)
+    shadow_trace_id: Mapped[str | None] = mapped_column(String(32))
+    live_version: Mapped[str] = mapped_column(String(40))
+    shadow_version: Mapped[str] = mapped_column(String(40))
+    live_output: Mapped[str | None] = mapped_column(Text)
+    shadow_output: Mapped[str | None] = mapped_column(Text)
+    live_latency_ms: Mapped[float | None] = mapped_column(Float)
+    shadow_latency_ms: Mapped[float | None] = mapped_column(Float)
+    live_cost_usd: Mapped[float | None] = mapped_column(Float)
+    shadow_cost_usd: Mapped[float | None] = mapped_column(Float)
+    shadow_status: Mapped[str] = mapped_column(String(20))
+    shadow_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class TraceScore(Base):
+    """A score on a trace: user feedback or an evaluator's verdict."""
+
+    __tablename__ = "trace_scores"
+    __table_args__ = (Index("ix_trace_scores_trace_id", "trace_id"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    trace_id: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(100))
+    value: Mapped[float] = mapped_column(Float)
+    source: Mapped[str] = mapped_column(String(20))
+    comment: Mapped[str | None] = mapped_column(Text)
+    author: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

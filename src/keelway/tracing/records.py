@@ -112,6 +112,9 @@ class TraceRecord:
     use_case: str | None = None
     segment: str | None = None
     prompt: str | None = None
+    prompt_version: str | None = None
+    experiment: str | None = None
+    variant: str | None = None
     tags: list[str] | None = None
     attributes: dict[str, Any] | None = None
     stream: bool = False
@@ -186,6 +189,9 @@ class TraceRecord:
             "use_case": self.use_case,
             "segment": self.segment,
             "prompt": self.prompt,
+            "prompt_version": self.prompt_version,
+            "experiment": self.experiment,
+            "variant": self.variant,
             "tags": self.tags,
             "attributes": self.attributes,
             "stream": self.stream,
