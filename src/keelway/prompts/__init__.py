@@ -1,0 +1,1 @@
+"""Prompt registry: versioned templates, labels, approvals and rendering."""
