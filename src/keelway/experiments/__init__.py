@@ -1,0 +1,1 @@
+"""Experiments on prompt versions: A/B tests, shadow traffic and significance tests."""
