@@ -290,22 +290,26 @@ def test_huge_max_tokens_budget_rejected(
     assert len(_unhandled(limited)) == before
 
 
-@pytest.mark.parametrize("form", ["metadata", "header"])
 def test_long_prompt_versions_split_cache(
-    limited: KeelwayServer, upstream: FakeOpenAI, form: str
+    limited: KeelwayServer, upstream: FakeOpenAI
 ) -> None:
-    """Prompt references past the trace's 200 characters still split entries."""
+    """Prompt labels past the trace's 200 characters still split entries."""
     stem = "release-" + "p" * 200
     body = _chat(f"question {uuid.uuid4().hex}", temperature=0)
     calls = upstream.calls
     for version in (f"{stem}-v1", f"{stem}-v2"):
-        if form == "metadata":
-            response = _post(limited, {**body, "metadata": {"prompt": version}})
-        else:
-            response = _post(limited, body, **{"X-Keelway-Prompt": version})
+        response = _post(limited, {**body, "metadata": {"prompt": version}})
         assert response.status_code == 200, response.text
         time.sleep(0.3)
     assert upstream.calls - calls == 2
+
+
+def test_long_registry_reference_rejected(limited: KeelwayServer) -> None:
+    """A registry reference too long to be a prompt name gets a 422, not a 500."""
+    reference = "release-" + "p" * 300 + "@production"
+    response = _post(limited, _chat("hello"), **{"X-Keelway-Prompt": reference})
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["code"] == "invalid_prompt_reference"
 
 
 def test_duplicate_deployment_names_rejected(

@@ -226,6 +226,31 @@ class PricingConfig(_Strict):
     overrides: dict[str, PriceOverride] = Field(default_factory=dict)
 
 
+class PromptsConfig(_Strict):
+    """The prompt registry and experiments on the gateway."""
+
+    # Labels that take approved versions only.
+    protected_labels: list[str] = Field(default_factory=lambda: ["production"])
+    # Seconds between reads of the registry generation; 0 reads it on every
+    # prompt request, so a label move reaches each replica on its next request.
+    check_interval: float = Field(0.0, ge=0)
+    # Shadow calls running at once before new ones are dropped and counted.
+    max_shadow_calls: int = Field(64, ge=1)
+
+    @field_validator("protected_labels")
+    @classmethod
+    def _check_labels(cls, labels: list[str]) -> list[str]:
+        from keelway.prompts.errors import InvalidReference
+        from keelway.prompts.versioning import validate_label
+
+        for label in labels:
+            try:
+                validate_label(label)
+            except InvalidReference as error:
+                raise ValueError(str(error)) from None
+        return labels
+
+
 class Config(_Strict):
     """The whole keelway configuration."""
 
@@ -239,6 +264,7 @@ class Config(_Strict):
     routers: dict[str, ComplexityRouterConfig] = Field(default_factory=dict)
     cache: CacheConfig = CacheConfig()
     limits: LimitsConfig = LimitsConfig()
+    prompts: PromptsConfig = PromptsConfig()
 
     @model_validator(mode="after")
     def _check_fallbacks(self) -> Config:

@@ -222,6 +222,11 @@ class FakeOpenAI:
 
     def _completion(self, body: dict[str, Any]) -> dict[str, Any]:
         message: dict[str, Any] = {"role": "assistant", "content": ANSWER}
+        if body.get("model") == "echo":
+            # Answers with the messages it was sent, so tests can see a prompt.
+            message["content"] = "\n".join(
+                f"{m.get('role')}: {m.get('content')}" for m in body["messages"]
+            )
         finish = "stop"
         if self._wants_tool(body):
             message = {

@@ -39,7 +39,14 @@ def _translated(call: Call, pipeline: Pipeline) -> Call:
         chat_body = messages_request_to_chat(call.body)
     except UnsupportedRequest as error:
         raise pipeline.translate(error, None) from None
-    return Call(call.trace, call.caller, chat_body, call.group, sticky=call.sticky)
+    return Call(
+        call.trace,
+        call.caller,
+        chat_body,
+        call.group,
+        sticky=call.sticky,
+        prompt=call.prompt,
+    )
 
 
 async def messages(request: Request) -> Response:

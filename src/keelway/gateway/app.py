@@ -15,15 +15,28 @@ from starlette.responses import Response
 from keelway import __version__
 from keelway.cache import build_exact_cache, build_semantic_cache
 from keelway.config import Config
-from keelway.gateway import anthropic_routes, health, openai_routes
+from keelway.experiments.store import ExperimentStore
+from keelway.gateway import (
+    admin_routes,
+    anthropic_routes,
+    feedback,
+    health,
+    openai_routes,
+)
 from keelway.gateway.auth import Authenticator
 from keelway.gateway.caching import ResponseCache
 from keelway.gateway.errors import GatewayError, MethodNotAllowed, RouteNotFound
 from keelway.gateway.limiting import RequestLimits
 from keelway.gateway.pipeline import Pipeline
+from keelway.gateway.prompting import PromptStep
 from keelway.gateway.responses import error_response
+from keelway.gateway.shadow import ShadowRunner
+from keelway.governance import AuditLog
 from keelway.limits import build_limiters
 from keelway.monitoring.metrics import Metrics
+from keelway.prompts.registry import PromptRegistry
+from keelway.prompts.render import Renderer
+from keelway.prompts.resolver import PromptResolver
 from keelway.routing import Router
 from keelway.routing.complexity import complexity_routers, group_embedder
 from keelway.store.database import Database
@@ -33,6 +46,9 @@ from keelway.tracing.usage import Usage
 from keelway.tracing.writer import TraceWriter
 
 log = logging.getLogger(__name__)
+
+# Seconds shutdown waits for running shadow calls before cancelling them.
+SHADOW_DRAIN_SECONDS = 10.0
 
 
 def response_cache(
@@ -71,6 +87,13 @@ def create_app(config: Config, database: Database) -> FastAPI:
         config, unit_price=lambda d: prices.cost(d.model, typical, d.price)
     )
     rate, budgets = build_limiters(config.limits, database)
+    audit = AuditLog(database)
+    registry = PromptRegistry(database, audit, tuple(config.prompts.protected_labels))
+    experiments = ExperimentStore(database, audit)
+    renderer = Renderer()
+    step = PromptStep(
+        PromptResolver(registry, experiments, config.prompts.check_interval), renderer
+    )
     pipeline = Pipeline(
         config,
         router,
@@ -81,7 +104,10 @@ def create_app(config: Config, database: Database) -> FastAPI:
         complexity_routers(config, router),
         response_cache(config, router, database),
         RequestLimits(config.limits, rate, budgets, router, prices, metrics),
+        step,
     )
+    shadows = ShadowRunner(pipeline, step, experiments, config.prompts.max_shadow_calls)
+    pipeline.shadows = shadows
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -91,6 +117,7 @@ def create_app(config: Config, database: Database) -> FastAPI:
         try:
             yield
         finally:
+            await shadows.drain(SHADOW_DRAIN_SECONDS)
             await writer.stop()
             await router.close()
             if pipeline.cache is not None:
@@ -110,6 +137,7 @@ def create_app(config: Config, database: Database) -> FastAPI:
     # built from the client's Host header.
     app.router.redirect_slashes = False
     app.state.pipeline = pipeline
+    app.state.admin = admin_routes.build_admin(database, registry, experiments)
     app.state.database = database
     app.state.started_at = time.time()
     _add_routes(app)
@@ -129,6 +157,9 @@ def _add_routes(app: FastAPI) -> None:
         app.add_route(f"{prefix}/embeddings", openai_routes.embeddings, ["POST"])
         app.add_route(f"{prefix}/models", openai_routes.list_models, ["GET"])
     app.add_route("/v1/messages", anthropic_routes.messages, ["POST"])
+    app.add_route("/v1/feedback", feedback.submit, ["POST"])
+    for path, handler, methods in admin_routes.ROUTES:
+        app.add_route(path, handler, methods)
     app.add_route("/healthz", health.healthz, ["GET"])
     app.add_route("/readyz", health.readyz, ["GET"])
     app.add_route("/metrics", health.metrics, ["GET"])

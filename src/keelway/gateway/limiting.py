@@ -14,7 +14,7 @@ reservation. Cache hits never reach this step.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
@@ -82,9 +82,17 @@ class RequestLimits:
         key: Any,
         team: str | None,
         user: str | None,
+        *,
+        rate: bool = True,
     ) -> Admission | None:
-        """Count the request against its rate limits and reserve its cost."""
+        """Count the request against its rate limits and reserve its cost.
+
+        With ``rate`` false only budgets apply: shadow calls spend money but
+        must not use up the rate allowance of the traffic they copy.
+        """
         rules = request_rules(self.config, key=key, team=team, user=user)
+        if not rate:
+            rules = replace(rules, rate=())
         if not rules.rate and not rules.budgets:
             return None
         input_tokens = _input_tokens(body)

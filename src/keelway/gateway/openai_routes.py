@@ -60,7 +60,7 @@ def _from_cache(pipeline: Pipeline, call: Call, hit: CacheHit) -> Response:
         return replay_response(pipeline, call, _OpenAIEncoder(), hit)
     pipeline.finish(call.trace, response=hit.response.body)
     background = BackgroundTask(pipeline.submit, call.trace)
-    return json_response(hit.response.body, background=background)
+    return json_response(hit.response.body, background=background, headers=call.headers)
 
 
 class _OpenAIEncoder:

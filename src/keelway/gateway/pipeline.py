@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 from starlette.requests import Request
@@ -32,6 +32,7 @@ from keelway.gateway.errors import (
     from_provider_error,
 )
 from keelway.gateway.limiting import Admission, RequestLimits, deployment_rule
+from keelway.gateway.prompting import PromptStep, PromptUse
 from keelway.limits import RateLimitExceeded
 from keelway.monitoring.metrics import Metrics
 from keelway.providers.base import ChatChunk, ChatResult, EmbeddingResult
@@ -60,6 +61,9 @@ from keelway.tracing.stream import StreamAssembler
 from keelway.tracing.usage import Usage
 from keelway.tracing.writer import TraceWriter
 
+if TYPE_CHECKING:
+    from keelway.gateway.shadow import ShadowRunner
+
 log = logging.getLogger("keelway.requests")
 errors_log = logging.getLogger(__name__)
 
@@ -67,7 +71,10 @@ JSONObject = dict[str, Any]
 T = TypeVar("T")
 
 # Fields keelway consumes itself and does not forward upstream.
-KEELWAY_FIELDS = ("metadata",)
+KEELWAY_FIELDS = ("metadata", "prompt", "variables")
+
+# Response header naming the request's trace, for feedback on it.
+TRACE_HEADER = "x-keelway-trace-id"
 
 
 @dataclass(slots=True)
@@ -86,11 +93,20 @@ class Call:
     deployment: Deployment | None = None
     cache: CacheState | None = None
     admission: Admission | None = None
+    prompt: PromptUse | None = None
+    # A shadow call passes budgets but not rate limits.
+    shadow: bool = False
 
     @property
     def headers(self) -> dict[str, str]:
-        """Response headers the call adds: its rate limit state."""
-        return self.admission.headers if self.admission is not None else {}
+        """Response headers the call adds: trace id, prompt version, rate limits."""
+        headers = dict(self.admission.headers) if self.admission is not None else {}
+        headers[TRACE_HEADER] = self.trace.id
+        if self.prompt is not None:
+            headers["x-keelway-prompt-version"] = self.prompt.scope
+            if self.prompt.variant is not None and self.prompt.shadow is None:
+                headers["x-keelway-variant"] = self.prompt.variant
+        return headers
 
     def upstream_body(self) -> JSONObject:
         """Return the body to send upstream, without keelway's own fields."""
@@ -111,6 +127,7 @@ class Pipeline:
         complexity: dict[str, ComplexityRouter] | None = None,
         cache: ResponseCache | None = None,
         limits: RequestLimits | None = None,
+        prompts: PromptStep | None = None,
     ) -> None:
         self.config = config
         self.router = router
@@ -122,6 +139,9 @@ class Pipeline:
         self.complexity = complexity or {}
         self.cache = cache
         self.limits = limits
+        self.prompts = prompts
+        # Set by the app once built, since the runner calls back into the pipeline.
+        self.shadows: ShadowRunner | None = None
         self._secrets = [
             d.config.api_key for d in router.deployments() if d.config.api_key
         ]
@@ -158,8 +178,12 @@ class Pipeline:
             request, server.max_body_bytes, server.body_timeout
         )
         self._record_request(trace, body)
-        schema(body)
         attribute(trace, request, body)
+        use = None
+        if self.prompts is not None:
+            style = "anthropic" if trace.route == "messages" else "openai"
+            use = await self.prompts.apply(request, body, trace, caller, style)
+        schema(body)
         trace.stream = body.get("stream") is True
 
         model = str(body["model"])
@@ -169,7 +193,9 @@ class Pipeline:
         else:
             group = self.resolve(model, caller, kind)
         trace.model = group
-        return Call(trace, caller, body, group, sticky=self._sticky(group, body))
+        return Call(
+            trace, caller, body, group, sticky=self._sticky(group, body), prompt=use
+        )
 
     async def cached(self, call: Call, request: Request) -> CacheHit | None:
         """Look the request up in the response cache; record a hit on the trace."""
@@ -180,9 +206,12 @@ class Pipeline:
         access = f"team:{caller.team}" if caller.team else f"key:{caller.key_id}"
         # The whole body, since metadata.cache carries the caller's directive,
         # and the whole prompt reference: the trace's copy is cut short.
-        call.cache = self.cache.prepare(
-            request, call.body, call.group, access, prompt_reference(request, call.body)
-        )
+        scope: str | None = None
+        if call.prompt is not None:
+            scope = call.prompt.scope
+        else:
+            scope = prompt_reference(request, call.body)
+        call.cache = self.cache.prepare(request, call.body, call.group, access, scope)
         hit = await self.cache.lookup(call.cache, call.group)
         if hit is not None:
             record_hit(call.trace, hit, started)
@@ -205,6 +234,12 @@ class Pipeline:
         await self.settle(call)
         await self.remember(call, body, usage, call.trace.cost_usd)
         await self.submit(call.trace)
+        self.shadow(call, body)
+
+    def shadow(self, call: Call, live: JSONObject | None) -> None:
+        """Start the call's shadow version in the background, if it was sampled."""
+        if self.shadows is not None and call.prompt is not None:
+            self.shadows.schedule(call, live)
 
     def _sticky(self, group: str, body: JSONObject) -> str | None:
         """Return the value that pins this request to a deployment, if any."""
@@ -315,6 +350,7 @@ class Pipeline:
                 call.caller.record,
                 call.caller.team,
                 call.trace.user,
+                rate=not call.shadow,
             )
         try:
             outcome = await self.executor.run(call.group, attempt, sticky=call.sticky)

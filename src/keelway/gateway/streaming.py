@@ -124,13 +124,15 @@ async def _relay(
                     call, assembler.completion(), usage, trace.cost_usd
                 )
         pipeline.writer.enqueue(trace)
+        if status == 200:
+            pipeline.shadow(call, assembler.completion())
 
 
 def replay_response(
     pipeline: Pipeline, call: Call, encoder: StreamEncoder, hit: CacheHit
 ) -> SSEResponse:
     """Replay a cached response to a streamed request, as the provider streams."""
-    return SSEResponse(_replay(pipeline, call, encoder, hit))
+    return SSEResponse(_replay(pipeline, call, encoder, hit), call.headers)
 
 
 async def _replay(

@@ -110,6 +110,18 @@ class Metrics:
             ("model",),
             registry=self.registry,
         )
+        self.prompt_requests = Counter(
+            "keelway_prompt_requests",
+            "Requests rendered from a registry prompt, by prompt, version and variant.",
+            ("prompt", "version", "variant"),
+            registry=self.registry,
+        )
+        self.shadow_dropped = Counter(
+            "keelway_shadow_dropped",
+            "Shadow calls not started because too many were running.",
+            ("experiment",),
+            registry=self.registry,
+        )
         self.circuit = Gauge(
             "keelway_circuit_state",
             "Circuit breaker of each deployment: 0 closed, 1 half-open, 2 open.",
