@@ -9,8 +9,11 @@ from typing import Any
 
 import click
 
+from keelway.cli.identity import current_principal, service_errors
 from keelway.cli.options import config_option, open_store, resolve_config
 from keelway.config import Config
+from keelway.governance.audit import AuditLog
+from keelway.governance.roles import Permission, Principal
 from keelway.store.keys import (
     BUDGET_PERIODS,
     MAX_PER_MINUTE,
@@ -46,8 +49,10 @@ class UsdType(click.ParamType[Decimal]):
 USD = UsdType()
 
 
-def _store(config: Config) -> KeyStore:
-    return KeyStore(open_store(config))
+def _store(config: Config) -> tuple[KeyStore, AuditLog, Principal]:
+    """Open the key store with the audit log and the principal acting on it."""
+    database = open_store(config)
+    return KeyStore(database), AuditLog(database), current_principal(database)
 
 
 def _usd_text(amount: Decimal | None) -> str | None:
@@ -167,8 +172,13 @@ def create(
             "expected at least one model name", param_hint="--models"
         )
     config = resolve_config(config_path)
+    store, audit, actor = _store(config)
+    with service_errors():
+        audit.require(
+            actor, Permission.MANAGE_KEYS, "key.create", f"key:{name}", team=team
+        )
     try:
-        record, secret = _store(config).create(
+        record, secret = store.create(
             name.strip(),
             team=team,
             models=allowed,
@@ -181,6 +191,13 @@ def create(
         )
     except (KeyNameTaken, InvalidKey) as error:
         raise click.ClickException(str(error)) from None
+    audit.record(
+        actor,
+        "key.create",
+        f"key:{record.name}",
+        team=team,
+        details={"id": record.id, "prefix": record.prefix},
+    )
     unserved = [m for m in allowed or [] if m not in config.models]
     if unserved:
         names = ", ".join(repr(m) for m in unserved)
@@ -204,7 +221,10 @@ def create(
 @config_option
 def list_keys(as_json: bool, config_path: Path | None) -> None:
     """List keys (their prefixes, never their secrets) and their limits."""
-    records = _store(resolve_config(config_path)).list()
+    store, _, actor = _store(resolve_config(config_path))
+    if not actor.grants:
+        raise click.ClickException(f"{actor.name} has no role that may list keys")
+    records = store.list()
     if as_json:
         click.echo(json.dumps([_as_dict(r) for r in records]))
         return
@@ -232,8 +252,16 @@ def revoke(name: str, config_path: Path | None) -> None:
     Exits with status 1, changing nothing, if no key has this name or id or
     if the key was already revoked.
     """
+    store, audit, actor = _store(resolve_config(config_path))
+    known = [r for r in store.list() if name in (r.name, r.id)]
+    team = known[0].team if known else None
+    with service_errors():
+        audit.require(
+            actor, Permission.MANAGE_KEYS, "key.revoke", f"key:{name}", team=team
+        )
     try:
-        record = _store(resolve_config(config_path)).revoke(name)
+        record = store.revoke(name)
     except (KeyNotFound, KeyAlreadyRevoked) as error:
         raise click.ClickException(str(error)) from None
+    audit.record(actor, "key.revoke", f"key:{record.name}", team=team)
     click.echo(f"revoked key {record.name!r}")

@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from keelway import __version__
-from keelway.cli import keys, route, serve, traces
+from keelway.cli import audit, experiments, keys, prompts, route, serve, traces, users
 from keelway.cli.options import DEFAULT_CONFIG
 
 
@@ -47,6 +47,10 @@ cli.add_command(keys.keys)
 cli.add_command(traces.traces)
 cli.add_command(traces.usage)
 cli.add_command(route.route)
+cli.add_command(users.users)
+cli.add_command(prompts.prompt)
+cli.add_command(audit.audit)
+cli.add_command(experiments.experiment)
 
 
 def main() -> None:
