@@ -70,7 +70,7 @@ from keelway.store.traces import TraceStore
 from keelway.tracing.writer import RETRY_DELAYS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-FEATURES = ("routing", "limits", "limits-redis", "cache")
+FEATURES = ("routing", "limits", "limits-redis", "cache", "prompt")
 REDIS_URL = os.environ.get("KEELWAY_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 HOST = "127.0.0.1"
 MODEL = "gpt-4o-mini"
@@ -154,7 +154,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "deployments and a fallback group), limits (a key with rate limits and "
         "a budget, in memory), limits-redis (the same in the Redis at "
         f"{REDIS_URL}), cache (exact cache on, every request a miss that is "
-        "stored) [default: none]",
+        "stored), prompt (requests name a registry prompt and its variables "
+        "instead of sending messages) [default: none]",
     )
     parser.add_argument(
         "--peer",
@@ -465,6 +466,8 @@ def environment(
                 "budget_period": "month",
             }
         _, key = KeyStore(database).create("bench", team="bench", **limits)
+        if "prompt" in features:
+            publish_prompt(database)
         fake = ServerProcess(
             "fake upstream",
             [
@@ -541,10 +544,46 @@ def environment(
                 delete_redis_keys(redis_prefix)
 
 
+PROMPT_QUESTION = "Say hello in five words."
+
+
+def publish_prompt(database: Database) -> None:
+    """Create prompt ``bench``, approved and labelled ``production``.
+
+    It renders to the same upstream request as ``request_body``.
+    """
+    from keelway.governance import AuditLog, Principal
+    from keelway.prompts.content import PromptContent
+    from keelway.prompts.registry import PromptRegistry
+
+    author = Principal.local()
+    registry = PromptRegistry(database, AuditLog(database))
+    content = PromptContent.from_dict(
+        {
+            "variables": {"question": "string"},
+            "messages": [{"role": "user", "content": "{{ question }}"}],
+            "model": {"group": MODEL, "max_tokens": 16},
+        }
+    )
+    registry.create(author, "bench", content)
+    reviewer = Principal("bench-reviewer", "user", author.grants)
+    registry.review(reviewer, "bench", "1.0.0", approve=True)
+    registry.set_label(author, "bench", "production", "1.0.0")
+
+
+def prompt_body(stream: bool) -> bytes:
+    body = {
+        "prompt": "bench@production",
+        "variables": {"question": PROMPT_QUESTION},
+        "stream": stream,
+    }
+    return orjson.dumps(body)
+
+
 def request_body(stream: bool, deterministic: bool = False) -> bytes:
     body: dict[str, Any] = {
         "model": MODEL,
-        "messages": [{"role": "user", "content": "Say hello in five words."}],
+        "messages": [{"role": "user", "content": PROMPT_QUESTION}],
         "max_tokens": 16,
         "stream": stream,
     }
@@ -774,6 +813,8 @@ class Bench:
         elif self.env.peer_launch is not None and gateway is self.env.peer:
             headers["Authorization"] = f"Bearer {self.env.peer_launch.api_key}"
         body = request_body(stream, deterministic="cache" in self.features)
+        if target == "keelway" and "prompt" in self.features:
+            body = prompt_body(stream)
         return Load(f"{base}/v1/chat/completions", headers, body, stream)
 
     async def burst(

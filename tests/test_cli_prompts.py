@@ -370,6 +370,9 @@ def test_push_pull_round_trip(team: Team, tmp_path: Path) -> None:
     assert pulled.splitlines()[-1] == (
         f"{len(files)} prompts, {len(files)} files changed"
     )
+    for name in names:
+        pulled_bytes = (pulled_folder / f"{name}.yaml").read_bytes()
+        assert pulled_bytes == (FIXTURES / f"{name}.yaml").read_bytes(), name
 
     again = team.ok("eng", "prompt", "push", str(pulled_folder))
     assert (

@@ -623,3 +623,22 @@ def test_team_prompts_stay_in_their_team(
     response = _ask(server, "payments-only@1.0.0")
     assert response.status_code == 403
     assert response.json()["error"]["code"] == "prompt_not_allowed"
+
+
+def _prompt_count(server: KeelwayServer, name: str, version: str) -> float:
+    text = httpx.get(server.url + "/metrics").text
+    prefix = f'keelway_prompt_requests_total{{prompt="{name}",variant="",version="{version}"}}'
+    for line in text.splitlines():
+        if line.startswith(prefix):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_metrics_count_prompt_requests(
+    replicas: list[KeelwayServer], keys: dict[str, str]
+) -> None:
+    version = _publish(replicas[0], keys, "counted", VERSION_A)
+    before = _prompt_count(replicas[0], "counted", version)
+    for _ in range(3):
+        assert "Version A" in _answer(_ask(replicas[0], f"counted@{version}"))
+    assert _prompt_count(replicas[0], "counted", version) - before == 3

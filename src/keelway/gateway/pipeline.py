@@ -183,6 +183,10 @@ class Pipeline:
         if self.prompts is not None:
             style = "anthropic" if trace.route == "messages" else "openai"
             use = await self.prompts.apply(request, body, trace, caller, style)
+            if use is not None:
+                self.metrics.prompt_requests.labels(
+                    use.resolved.name, use.resolved.version, use.variant or ""
+                ).inc()
         schema(body)
         trace.stream = body.get("stream") is True
 
