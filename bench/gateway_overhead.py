@@ -437,7 +437,9 @@ def keelway_config(
 
 @contextmanager
 def environment(
-    peer_venv: Path | None = None, features: list[str] | None = None
+    peer_venv: Path | None = None,
+    features: list[str] | None = None,
+    upstream_delay_ms: float = 0.0,
 ) -> Iterator[Environment]:
     """Start the fake, keelway and the peer if any; stop all on the way out.
 
@@ -476,6 +478,8 @@ def environment(
                 "tests.fakes.openai_upstream",
                 "--port",
                 str(fake_port),
+                "--delay-ms",
+                str(upstream_delay_ms),
             ],
             fake_port,
             "/v1/models",

@@ -75,9 +75,12 @@ class FakeOpenAI:
         api_key: str | None = API_KEY,
         record: bool = True,
         seed: int = 0,
+        delay: float = 0.0,
     ) -> None:
         self.usage = usage or {}
         self.slow_seconds = slow_seconds
+        # Seconds every chat completion waits before answering, as a model would.
+        self.delay = delay
         self.api_key = api_key
         self.record = record
         self.fault: str | None = None
@@ -131,6 +134,8 @@ class FakeOpenAI:
             self.headers.append(dict(request.headers))
         model = body.get("model", "")
         self.calls += 1
+        if self.delay > 0:
+            await asyncio.sleep(self.delay)
         fault = self._fault()
         if fault is not None and fault != "slow":
             return self._faulty(request, fault)
@@ -374,8 +379,14 @@ def main() -> None:
     """Run the fake as a process, for benchmarks."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument(
+        "--delay-ms",
+        type=float,
+        default=0.0,
+        help="Milliseconds each chat completion waits before answering.",
+    )
     args = parser.parse_args()
-    fake = FakeOpenAI(api_key=None, record=False)
+    fake = FakeOpenAI(api_key=None, record=False, delay=args.delay_ms / 1000)
     web.run_app(
         fake.app,
         host="127.0.0.1",

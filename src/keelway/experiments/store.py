@@ -344,16 +344,9 @@ class ExperimentStore:
 
     def add_samples(self, samples: list[SampleRecord]) -> None:
         """Store the outputs of shadowed requests."""
-        now = datetime.now(UTC)
         with self.database.session() as session, session.begin():
             for sample in samples:
-                session.add(
-                    ShadowSample(
-                        id=uuid.uuid4().hex,
-                        created_at=now,
-                        **_sample_fields(sample),
-                    )
-                )
+                session.add(ShadowSample(**sample_row(sample)))
 
     def samples(self, name: str) -> list[ShadowSample]:
         """Return the shadow samples of an experiment, oldest first."""
@@ -368,8 +361,13 @@ class ExperimentStore:
             )
 
 
-def _sample_fields(sample: SampleRecord) -> dict[str, Any]:
-    fields = {name: getattr(sample, name) for name in SampleRecord.__slots__}
+def sample_row(sample: SampleRecord) -> dict[str, Any]:
+    """Return the shadow_samples row of a sample, with a new id."""
+    fields: dict[str, Any] = {
+        name: getattr(sample, name) for name in SampleRecord.__slots__
+    }
+    fields["id"] = uuid.uuid4().hex
+    fields["created_at"] = datetime.now(UTC)
     for name in ("live_output", "shadow_output", "shadow_error"):
         value = fields[name]
         # PostgreSQL text cannot hold NUL.

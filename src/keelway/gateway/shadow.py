@@ -15,7 +15,7 @@ import logging
 import time
 from typing import Any
 
-from keelway.experiments.store import ExperimentStore, SampleRecord
+from keelway.experiments.store import ExperimentStore, SampleRecord, sample_row
 from keelway.gateway.errors import GatewayError
 from keelway.gateway.pipeline import Call, Pipeline, provider_chat
 from keelway.gateway.prompting import PromptStep, PromptUse
@@ -102,7 +102,6 @@ class ShadowRunner:
             )
         if shadow_call is not None:
             await pipeline.settle(shadow_call)
-        await pipeline.submit(trace)
         sample = SampleRecord(
             experiment_id=use.experiment.id,
             trace_id=call.trace.id,
@@ -118,10 +117,9 @@ class ShadowRunner:
             shadow_status=status,
             shadow_error=error_text,
         )
-        try:
-            await asyncio.to_thread(self.experiments.add_samples, [sample])
-        except Exception:  # noqa: BLE001 - logged; the live trace is unaffected
-            log.exception("could not store the shadow sample of trace %s", trace.id)
+        # Written with the shadow's trace, in the writer's batched transaction.
+        trace.samples.append(sample_row(sample))
+        await pipeline.submit(trace)
 
     async def drain(self, timeout: float) -> None:
         """Wait up to ``timeout`` seconds for running shadow calls, then cancel."""

@@ -133,6 +133,9 @@ class TraceRecord:
     spans: list[SpanRecord] = field(default_factory=list)
     # Budget ledger rows (keelway.limits.LedgerEntry) written with the trace.
     ledger: list[Any] = field(default_factory=list)
+    # Rows of the shadow_samples table written with the trace: a shadow
+    # call's trace carries the sample that pairs it with the live answer.
+    samples: list[dict[str, Any]] = field(default_factory=list)
 
     def span(
         self,

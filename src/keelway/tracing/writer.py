@@ -27,7 +27,7 @@ from sqlalchemy.exc import (
 
 from keelway.monitoring.metrics import Metrics
 from keelway.store.database import Database
-from keelway.store.models import BudgetLedgerEntry, Span, Trace
+from keelway.store.models import BudgetLedgerEntry, ShadowSample, Span, Trace
 from keelway.tracing.records import TraceRecord
 
 log = logging.getLogger(__name__)
@@ -195,6 +195,7 @@ class TraceWriter:
         traces = [trace.row() for trace in batch]
         spans = [span.row(trace.id) for trace in batch for span in trace.spans]
         ledger = [_ledger_row(entry) for trace in batch for entry in trace.ledger]
+        samples = [row for trace in batch for row in trace.samples]
         try:
             with self.database.engine.begin() as connection:
                 connection.execute(insert(Trace), traces)
@@ -204,6 +205,8 @@ class TraceWriter:
                     # In the trace's transaction, so the ledger and the
                     # traces' costs never disagree.
                     connection.execute(insert(BudgetLedgerEntry), ledger)
+                if samples:
+                    connection.execute(insert(ShadowSample), samples)
         except IntegrityError:
             # A retry after a commit whose acknowledgement was lost: keep the
             # rows that are new and skip those already stored.
@@ -223,6 +226,9 @@ class TraceWriter:
             ledger = [_ledger_row(entry) for t in missing for entry in t.ledger]
             if ledger:
                 connection.execute(insert(BudgetLedgerEntry), ledger)
+            samples = [row for t in missing for row in t.samples]
+            if samples:
+                connection.execute(insert(ShadowSample), samples)
 
 
 def _ledger_row(entry: Any) -> dict[str, Any]:
