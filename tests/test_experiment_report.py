@@ -383,7 +383,7 @@ def test_format_text_aligned(effect_report: Report) -> None:
     rows = lines[2:5]
     assert set(rule) <= {"-", " "}
     assert all(
-        row.index("canary vs control") == header.index("variant") for row in rows
+        row.index("control -> canary") == header.index("baseline") for row in rows
     )
 
 

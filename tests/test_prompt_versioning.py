@@ -474,7 +474,7 @@ def test_label_reserved() -> None:
         validate_label("latest")
     assert str(caught.value) == (
         "label 'latest' is reserved because it always refers to the newest "
-        "version; choose another label"
+        "approved version; choose another label"
     )
 
 

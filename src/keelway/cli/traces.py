@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from keelway.cli.identity import current_principal
 from keelway.cli.options import config_option, open_store, resolve_config
 from keelway.store.traces import MIN_PREFIX, USAGE_GROUPS, TraceStore, UsageRow
 
@@ -51,7 +52,12 @@ class SinceType(click.ParamType[datetime]):
 
 
 def _store(config_path: Path | None) -> TraceStore:
-    return TraceStore(open_store(resolve_config(config_path)))
+    """Open the trace store as a user with any role (see ``current_principal``)."""
+    database = open_store(resolve_config(config_path))
+    actor = current_principal(database)
+    if not actor.grants:
+        raise click.ClickException(f"{actor.name} has no role that may read traces")
+    return TraceStore(database)
 
 
 def _json(value: Any) -> str:
@@ -170,7 +176,7 @@ def show_trace(trace_id: str, as_json: bool, config_path: Path | None) -> None:
         ("user", trace["user"] or "-"),
         ("use case", trace["use_case"] or "-"),
         ("segment", trace["segment"] or "-"),
-        ("prompt", trace["prompt"] or "-"),
+        ("prompt", _prompt_line(trace)),
         ("tags", ", ".join(trace["tags"] or []) or "-"),
     ]
     for label, value in fields:
@@ -187,6 +193,21 @@ def show_trace(trace_id: str, as_json: bool, config_path: Path | None) -> None:
             )
             click.echo(f"{label}{size}:")
             click.echo(f"  {trace[key]}")
+
+
+def _prompt_line(trace: dict[str, Any]) -> str:
+    """Format the prompt, with its registry version and experiment variant."""
+    if not trace["prompt"]:
+        return "-"
+    line = str(trace["prompt"])
+    if trace.get("prompt_version"):
+        line += f"@{trace['prompt_version']}"
+        label = ((trace.get("attributes") or {}).get("prompt") or {}).get("label")
+        if label:
+            line += f" (label {label})"
+    if trace.get("experiment"):
+        line += f", experiment {trace['experiment']} variant {trace['variant'] or '-'}"
+    return line
 
 
 def _not_found(trace_id: str) -> str:

@@ -130,7 +130,7 @@ class Report:
         """
         header = (
             "metric",
-            "variant vs baseline",
+            "baseline -> variant",
             "n",
             "value",
             "effect [CI]",
@@ -177,8 +177,8 @@ class Report:
             p_value = _format_p(result.p_value)
         return (
             comparison.metric,
-            f"{comparison.variant} vs {comparison.baseline}",
-            f"{comparison.n_variant} vs {comparison.n_baseline}",
+            f"{comparison.baseline} -> {comparison.variant}",
+            f"{comparison.n_baseline} -> {comparison.n_variant}",
             values,
             effect,
             p_value,
@@ -445,7 +445,13 @@ def _format_rate(value: float | None) -> str:
 
 
 def _format_mean(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.4g}"
+    if value is None:
+        return "n/a"
+    # Plain digits for the sizes latencies and costs take, as in 13830 or
+    # 0.0012, and scientific notation only past them.
+    if value == 0 or 1e-4 <= abs(value) < 1e7:
+        return f"{value:.4g}" if abs(value) < 1e4 else f"{value:.0f}"
+    return f"{value:.4g}"
 
 
 def _format_rate_effect(value: float) -> str:

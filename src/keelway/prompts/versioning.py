@@ -379,7 +379,7 @@ def validate_label(label: str) -> None:
     if label in RESERVED_LABELS:
         raise InvalidReference(
             f"label {label!r} is reserved because it always refers to the newest "
-            "version; choose another label"
+            "approved version; choose another label"
         )
     if _LABEL.fullmatch(label) is None:
         raise InvalidReference(

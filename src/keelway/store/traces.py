@@ -23,6 +23,12 @@ USAGE_GROUPS = {
     "segment": Trace.segment,
     "team": Trace.team,
     "deployment": Trace.deployment,
+    "prompt": Trace.prompt,
+    # A registry prompt's name and version; a free-form metadata.prompt alone.
+    "prompt_version": func.coalesce(
+        Trace.prompt + "@" + Trace.prompt_version, Trace.prompt
+    ),
+    "route": Trace.route,
 }
 
 
