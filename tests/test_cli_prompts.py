@@ -213,7 +213,9 @@ def test_reject_blocks_labels(team: Team, tmp_path: Path) -> None:
     line = _one_line_error(
         team.run("app", "prompt", "label", "rejected", "staging", "1.0.0")
     )
-    assert line == "Error: rejected@1.0.0 was rejected and cannot take a label"
+    assert line == (
+        "Error: rejected@1.0.0 was rejected in review and cannot take a label"
+    )
 
 
 def test_second_review_fails(team: Team, tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ change up on their next request.
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -37,6 +38,11 @@ RUNNING = "running"
 STOPPED = "stopped"
 STICKY_UNITS = ("user", "session")
 MAX_NAME_LENGTH = 128
+# Names that fit URL paths and HTTP headers (variants travel in one).
+EXPERIMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+VARIANT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+# The min_samples column is a 32-bit integer on PostgreSQL.
+MAX_MIN_SAMPLES = 2**31 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,10 +142,10 @@ def _record(row: Experiment) -> ExperimentRecord:
 
 
 def _check_common(name: str, sticky: str, alpha: float, min_samples: int) -> None:
-    if not name.strip() or len(name) > MAX_NAME_LENGTH:
+    if EXPERIMENT_NAME.fullmatch(name) is None:
         raise Invalid(
-            f"experiment name must be 1 to {MAX_NAME_LENGTH} characters, "
-            f"got {len(name)}"
+            f"invalid experiment name {name[:140]!r}: use 1 to {MAX_NAME_LENGTH} "
+            "letters, digits, '.', '_' or '-', starting with a letter or digit"
         )
     if sticky not in STICKY_UNITS:
         raise Invalid(
@@ -147,8 +153,10 @@ def _check_common(name: str, sticky: str, alpha: float, min_samples: int) -> Non
         )
     if not 0 < alpha < 1:
         raise Invalid(f"alpha must be between 0 and 1, got {alpha}")
-    if min_samples < 1:
-        raise Invalid(f"min_samples must be at least 1, got {min_samples}")
+    if not 1 <= min_samples <= MAX_MIN_SAMPLES:
+        raise Invalid(
+            f"min_samples must be from 1 to {MAX_MIN_SAMPLES}, got {min_samples}"
+        )
 
 
 class ExperimentStore:
@@ -177,6 +185,12 @@ class ExperimentStore:
             validate_split(variants)
         except ValueError as error:
             raise Invalid(str(error)) from None
+        for variant in variants:
+            if VARIANT_NAME.fullmatch(variant.name) is None:
+                raise Invalid(
+                    f"invalid variant name {variant.name[:120]!r}: use 1 to 100 "
+                    "letters, digits, '.', '_' or '-'"
+                )
         versions = [variant.version for variant in variants]
         return self._create(
             actor,

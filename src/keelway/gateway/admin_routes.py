@@ -19,7 +19,12 @@ from starlette.responses import Response
 
 from keelway.experiments.assign import Variant
 from keelway.experiments.results import experiment_report
-from keelway.experiments.store import ExperimentStore
+from keelway.experiments.store import (
+    EXPERIMENT_NAME,
+    MAX_MIN_SAMPLES,
+    VARIANT_NAME,
+    ExperimentStore,
+)
 from keelway.gateway.auth import MASTER_KEY_ENV, presented_key
 from keelway.gateway.body import read_json_object
 from keelway.gateway.errors import AuthenticationFailed, GatewayError, InvalidField
@@ -33,14 +38,23 @@ from keelway.governance import (
 )
 from keelway.prompts.content import PromptContent
 from keelway.prompts.diff import diff_contents
-from keelway.prompts.errors import PromptError
+from keelway.prompts.errors import (
+    InvalidPrompt,
+    InvalidReference,
+    PromptError,
+    TemplateError,
+    VariableError,
+)
 from keelway.prompts.registry import PromptRegistry
 from keelway.prompts.render import Renderer
-from keelway.prompts.versioning import parse_reference
+from keelway.prompts.versioning import Version, parse_reference, validate_label
 from keelway.store.database import Database
 
 JSONObject = dict[str, Any]
 Handler = Callable[[Request], Awaitable[Response]]
+
+# Team names are stored in columns of 200 characters.
+MAX_TEAM_LENGTH = 200
 
 
 @dataclass(slots=True)
@@ -90,7 +104,39 @@ def _to_gateway(error: Exception) -> GatewayError:
             code=error.code,
             error_type=kinds.get(error.status, "invalid_request_error"),
         )
+    if isinstance(error, VariableError):
+        return InvalidField(
+            str(error), param=f"variables.{error.variable}", code="invalid_variable"
+        )
+    if isinstance(error, TemplateError):
+        return InvalidField(str(error), code="template_error")
+    if isinstance(error, InvalidReference):
+        return InvalidField(str(error), code="invalid_prompt_reference")
+    if isinstance(error, InvalidPrompt) and error.path:
+        return InvalidField(
+            str(error), param=f"content.{error.path}", code="invalid_prompt"
+        )
     return InvalidField(str(error), code="invalid_prompt")
+
+
+def _check_request_text(request: Request) -> None:
+    """Reject a NUL character in a path or query parameter.
+
+    No stored name contains one, and PostgreSQL rejects NUL in any query
+    parameter, so it would otherwise fail the lookup with a 500.
+    """
+    for name, value in request.path_params.items():
+        if isinstance(value, str) and "\x00" in value:
+            raise InvalidField(
+                f"path parameter {name!r} must not contain NUL characters",
+                param=name,
+            )
+    for name, value in request.query_params.multi_items():
+        if "\x00" in name or "\x00" in value:
+            raise InvalidField(
+                f"query parameter {name!r} must not contain NUL characters",
+                param=name,
+            )
 
 
 def endpoint(
@@ -102,6 +148,7 @@ def endpoint(
         admin = _admin(request)
         try:
             actor = await _principal(request)
+            _check_request_text(request)
             body, status = await work(request, admin, actor)
         except GatewayError as error:
             return error_response(error)
@@ -133,7 +180,34 @@ def _text(body: JSONObject, name: str, *, required: bool = True) -> str | None:
         return None
     if not isinstance(value, str):
         raise InvalidField(f"{name} must be a string", param=name)
+    _check_no_nul(value, name)
     return value
+
+
+def _check_no_nul(value: str, param: str) -> None:
+    # The store's PostgreSQL text columns cannot hold NUL characters.
+    if "\x00" in value:
+        raise InvalidField(f"{param} must not contain NUL characters", param=param)
+
+
+def _team(body: JSONObject) -> str | None:
+    team = _text(body, "team", required=False)
+    if team is not None and (not team.strip() or len(team) > MAX_TEAM_LENGTH):
+        raise InvalidField(
+            f"team must be 1 to {MAX_TEAM_LENGTH} characters and not only whitespace",
+            param="team",
+        )
+    return team
+
+
+def _label(request: Request) -> str:
+    """Return the label path parameter, or raise InvalidField if it is invalid."""
+    label: str = request.path_params["label"]
+    try:
+        validate_label(label)
+    except InvalidReference as error:
+        raise InvalidField(str(error), param="label", code="invalid_value") from None
+    return label
 
 
 def _content(body: JSONObject) -> PromptContent:
@@ -184,6 +258,9 @@ def _grants(body: JSONObject) -> list[tuple[str, str | None]]:
             raise InvalidField(
                 f"roles[{index}].team must be a string", param=f"roles[{index}].team"
             )
+        _check_no_nul(item["role"], f"roles[{index}].role")
+        if team is not None:
+            _check_no_nul(team, f"roles[{index}].team")
         grants.append((item["role"], team))
     return grants
 
@@ -239,7 +316,7 @@ async def create_prompt(request: Request, admin: Admin, actor: Principal) -> Any
         actor,
         name,
         _content(body),
-        team=_text(body, "team", required=False),
+        team=_team(body),
         message=_text(body, "message", required=False),
     )
     return record.as_dict(), 201
@@ -322,20 +399,22 @@ async def set_label(request: Request, admin: Admin, actor: Principal) -> Any:
 
 @endpoint
 async def remove_label(request: Request, admin: Admin, actor: Principal) -> Any:
-    params = request.path_params
+    # Checked here because the label goes into the audit event's target,
+    # a 400-character column, before the registry looks it up.
+    label = _label(request)
     previous = await _run(
-        admin.registry.remove_label, actor, params["name"], params["label"]
+        admin.registry.remove_label, actor, request.path_params["name"], label
     )
-    return {"label": params["label"], "from": previous, "to": None}, 200
+    return {"label": label, "from": previous, "to": None}, 200
 
 
 @endpoint
 async def rollback_label(request: Request, admin: Admin, actor: Principal) -> Any:
-    params = request.path_params
+    label = _label(request)
     previous, current = await _run(
-        admin.registry.rollback, actor, params["name"], params["label"]
+        admin.registry.rollback, actor, request.path_params["name"], label
     )
-    return {"label": params["label"], "from": previous, "to": current}, 200
+    return {"label": label, "from": previous, "to": current}, 200
 
 
 @endpoint
@@ -366,7 +445,9 @@ async def prompt_diff(request: Request, admin: Admin, actor: Principal) -> Any:
             "send the versions or labels to compare as ?from=...&to=...",
             param="from" if not old else "to",
         )
-    text = diff_contents(
+    # difflib takes seconds on large prompts, so the diff runs off the event loop.
+    text = await _run(
+        diff_contents,
         await _content_at(admin, actor, name, old),
         await _content_at(admin, actor, name, new),
         f"{name}@{old}",
@@ -380,13 +461,16 @@ async def render_prompt(request: Request, admin: Admin, actor: Principal) -> Any
     _require_reader(admin, actor, Permission.READ_PROMPTS)
     body = await _body(request)
     name = request.path_params["name"]
-    selector = _text(body, "reference", required=False) or "production"
-    variables = body.get("variables") or {}
+    selector = _text(body, "reference", required=False)
+    if selector is None:
+        selector = "production"
+    variables = body.get("variables")
+    if variables is None:
+        variables = {}
     if not isinstance(variables, dict):
         raise InvalidField("variables must be a JSON object", param="variables")
-    rendered = admin.renderer.render(
-        await _content_at(admin, actor, name, selector), variables
-    )
+    content = await _content_at(admin, actor, name, selector)
+    rendered = await _run(admin.renderer.render, content, variables)
     return {"messages": rendered.messages, "settings": rendered.settings}, 200
 
 
@@ -413,10 +497,24 @@ def _variants(body: JSONObject) -> list[Variant]:
             raise InvalidField(
                 f"{where} needs string 'name' and 'version'", param=where
             )
+        if VARIANT_NAME.fullmatch(name) is None:
+            raise InvalidField(
+                f"invalid variant name {name!r}: use 1-100 letters, digits, '.', "
+                "'_' or '-', starting with a letter or digit",
+                param=f"{where}.name",
+            )
+        _check_version(version, f"{where}.version")
         if isinstance(weight, bool) or not isinstance(weight, int | float):
             raise InvalidField(f"{where}.weight must be a number", param=where)
         variants.append(Variant(name, version, float(weight)))
     return variants
+
+
+def _check_version(version: str, param: str) -> None:
+    try:
+        Version.parse(version)
+    except InvalidReference as error:
+        raise InvalidField(str(error), param=param) from None
 
 
 def _number(body: JSONObject, name: str, default: float) -> float:
@@ -426,15 +524,33 @@ def _number(body: JSONObject, name: str, default: float) -> float:
     return float(value)
 
 
+def _min_samples(body: JSONObject) -> int:
+    value = body.get("min_samples", 100)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidField("min_samples must be an integer", param="min_samples")
+    if not 1 <= value <= MAX_MIN_SAMPLES:
+        raise InvalidField(
+            f"min_samples must be from 1 to {MAX_MIN_SAMPLES}, got {value}",
+            param="min_samples",
+        )
+    return value
+
+
 @endpoint
 async def create_experiment(request: Request, admin: Admin, actor: Principal) -> Any:
     body = await _body(request)
     name, prompt = _text(body, "name"), _text(body, "prompt")
     assert name is not None and prompt is not None
+    if EXPERIMENT_NAME.fullmatch(name) is None:
+        raise InvalidField(
+            f"invalid experiment name {name!r}: use 1-128 letters, digits, '.', "
+            "'_' or '-', starting with a letter or digit",
+            param="name",
+        )
     label = _text(body, "label", required=False) or "production"
     kind = _text(body, "kind", required=False) or "ab"
     alpha = _number(body, "alpha", 0.05)
-    min_samples = int(_number(body, "min_samples", 100))
+    min_samples = _min_samples(body)
     description = _text(body, "description", required=False)
     if kind == "ab":
         record = await _run(
@@ -451,6 +567,8 @@ async def create_experiment(request: Request, admin: Admin, actor: Principal) ->
         )
     elif kind == "shadow":
         candidate = _text(body, "shadow_version")
+        assert candidate is not None
+        _check_version(candidate, "shadow_version")
         record = await _run(
             admin.experiments.create_shadow,
             actor,

@@ -79,12 +79,19 @@ async def submit(request: Request) -> Response:
         trace_id = body.get("trace_id")
         if not isinstance(trace_id, str) or not trace_id:
             raise InvalidField("missing required field 'trace_id'", param="trace_id")
+        # PostgreSQL rejects NUL in any text parameter, even in a lookup.
+        if "\x00" in trace_id:
+            raise InvalidField(
+                "trace_id must not contain NUL characters", param="trace_id"
+            )
         value = _score(body)
         name = body.get("name", "user_feedback")
         if not isinstance(name, str) or not 0 < len(name) <= MAX_NAME:
             raise InvalidField(
                 f"name must be a string of 1 to {MAX_NAME} characters", param="name"
             )
+        if "\x00" in name:
+            raise InvalidField("name must not contain NUL characters", param="name")
         comment = body.get("comment")
         if comment is not None and (
             not isinstance(comment, str) or len(comment) > MAX_COMMENT

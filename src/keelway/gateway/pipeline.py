@@ -14,6 +14,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import quote
 
 import anyio
 from starlette.requests import Request
@@ -104,8 +105,11 @@ class Call:
         headers[TRACE_HEADER] = self.trace.id
         if self.prompt is not None:
             headers["x-keelway-prompt-version"] = self.prompt.scope
-            if self.prompt.variant is not None and self.prompt.shadow is None:
-                headers["x-keelway-variant"] = self.prompt.variant
+            variant = self.prompt.variant
+            if variant is not None and self.prompt.shadow is None:
+                # Variant names are checked when an experiment starts; quoting
+                # keeps any stored before that check a valid header value.
+                headers["x-keelway-variant"] = quote(variant, safe="._-")
         return headers
 
     def upstream_body(self) -> JSONObject:

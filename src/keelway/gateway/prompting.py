@@ -23,11 +23,18 @@ from keelway.experiments.store import ExperimentRecord
 from keelway.gateway.auth import Caller
 from keelway.gateway.errors import GatewayError, InvalidField
 from keelway.governance.errors import NotFound
-from keelway.prompts.errors import InvalidReference, TemplateError, VariableError
+from keelway.prompts.errors import (
+    InvalidReference,
+    PromptError,
+    TemplateError,
+    VariableError,
+)
 from keelway.prompts.registry import Resolved
 from keelway.prompts.render import RenderedPrompt, Renderer
 from keelway.prompts.resolver import PromptResolver
 from keelway.prompts.versioning import parse_reference
+from keelway.providers.anthropic_format import messages_request_to_chat
+from keelway.providers.errors import UnsupportedRequest
 from keelway.tracing.records import TraceRecord
 
 JSONObject = dict[str, Any]
@@ -41,6 +48,14 @@ class PromptNotFound(GatewayError):
     status = 404
     error_type = "not_found_error"
     code = "prompt_not_found"
+
+
+class PromptVersionRejected(GatewayError):
+    """The reference pins a version that review rejected."""
+
+    status = 403
+    error_type = "permission_error"
+    code = "prompt_version_rejected"
 
 
 class PromptNotAllowed(GatewayError):
@@ -116,6 +131,13 @@ class PromptStep:
             variables = {}
         if not isinstance(variables, dict):
             raise InvalidField("variables must be a JSON object", param="variables")
+        history = body.get("messages")
+        if history is not None and not isinstance(history, list):
+            raise InvalidField(
+                "messages must be a list of messages to append after the prompt's "
+                "messages, or left out",
+                param="messages",
+            )
         use = await self._choose(text, body, trace, caller, variables, style)
         rendered = self._render(use.resolved, variables)
         original = dict(body)
@@ -143,6 +165,8 @@ class PromptStep:
             lookup = await self.resolver.lookup(reference)
         except NotFound as error:
             raise PromptNotFound(error.message, param="prompt") from None
+        except PromptError as error:
+            raise _unservable(str(reference), error) from None
         resolved = lookup.resolved
         if resolved.team and not caller.is_master and caller.team != resolved.team:
             raise PromptNotAllowed(
@@ -150,6 +174,7 @@ class PromptStep:
                 "this API key may not use it",
                 param="prompt",
             )
+        _check_servable(resolved)
         use = PromptUse(resolved, variables, dict(body), style)
         experiment = lookup.experiment
         if experiment is None:
@@ -173,6 +198,8 @@ class PromptStep:
                 )
         except NotFound as error:
             raise PromptNotFound(error.message, param="prompt") from None
+        except PromptError as error:
+            raise _unservable(str(reference), error) from None
         return use
 
     def _render(self, resolved: Resolved, variables: JSONObject) -> RenderedPrompt:
@@ -192,13 +219,47 @@ class PromptStep:
             ) from None
 
     def render_shadow(self, use: PromptUse) -> JSONObject:
-        """Return the request body the shadow version would have been sent."""
+        """Return the OpenAI chat request the shadow version would have been sent.
+
+        A request to ``/v1/messages`` is rendered in Anthropic's shape, like
+        its live call, and then translated, because shadow calls go to the
+        provider as OpenAI chat requests.
+        """
         assert use.shadow is not None
         rendered = self._render(use.shadow, use.variables)
         body = _merge(use.original, rendered, use.style)
         body.pop("stream", None)
         body.pop("stream_options", None)
+        if use.style == "anthropic":
+            try:
+                body = messages_request_to_chat(body)
+            except UnsupportedRequest as error:
+                raise InvalidField(str(error), param=error.param) from None
         return body
+
+
+def _unservable(reference: str, error: PromptError) -> InvalidField:
+    """Return the error for a stored version that no longer passes validation."""
+    return InvalidField(
+        f"prompt {reference} cannot be rendered: {error}",
+        param="prompt",
+        code="template_error",
+    )
+
+
+def _check_servable(resolved: Resolved) -> None:
+    """Raise unless the version may be served: rejected versions never are.
+
+    Proposed versions are served only when a request pins them by exact
+    version (labels and prefixes resolve to approved versions, except
+    unprotected labels), for staging checks and evaluations.
+    """
+    if resolved.status == "rejected":
+        raise PromptVersionRejected(
+            f"{resolved.name}@{resolved.version} was rejected in review and is "
+            "not served",
+            param="prompt",
+        )
 
 
 def _unit(experiment: ExperimentRecord, body: JSONObject, trace: TraceRecord) -> str:
@@ -222,9 +283,7 @@ def _merge(original: JSONObject, rendered: RenderedPrompt, style: str) -> JSONOb
         system = [m["content"] for m in rendered.messages if m["role"] == "system"]
         turns = [m for m in rendered.messages if m["role"] != "system"]
         if system:
-            own = body.pop("system", None)
-            parts = [*system, *([own] if isinstance(own, str) and own else [])]
-            merged["system"] = "\n\n".join(parts)
+            merged["system"] = _system_with(system, body)
         merged.update(body)
         merged["messages"] = [*turns, *history]
         return merged
@@ -232,6 +291,24 @@ def _merge(original: JSONObject, rendered: RenderedPrompt, style: str) -> JSONOb
     merged.update(body)
     merged["messages"] = [*rendered.messages, *history]
     return merged
+
+
+def _system_with(prompt_system: list[str], body: JSONObject) -> Any:
+    """Return the prompt's system text followed by the request's own ``system``.
+
+    The request's ``system`` may be a string or a list of content blocks. Any
+    other value stays in ``body``, where the request schema rejects it.
+    """
+    text = "\n\n".join(prompt_system)
+    own = body.pop("system", None)
+    if own is None or own == "":
+        return text
+    if isinstance(own, str):
+        return f"{text}\n\n{own}"
+    if isinstance(own, list):
+        return [{"type": "text", "text": text}, *own]
+    body["system"] = own
+    return text
 
 
 def _anthropic_settings(rendered: RenderedPrompt) -> JSONObject:

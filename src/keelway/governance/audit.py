@@ -15,9 +15,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from keelway.governance.errors import Forbidden
-from keelway.governance.roles import Permission, Principal
+from keelway.governance.roles import Permission, Principal, roles_with
 from keelway.store.database import Database
 from keelway.store.models import AuditEvent
+
+MAX_TARGET = 400
+MAX_TEAM = 200
 
 ALLOWED = "allowed"
 DENIED = "denied"
@@ -49,6 +52,13 @@ class AuditRecord:
             "reason": self.reason,
             "details": self.details,
         }
+
+
+def _bounded(text: str | None, limit: int) -> str | None:
+    if text is None:
+        return None
+    text = text.replace("\x00", "\ufffd")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _record(row: AuditEvent) -> AuditRecord:
@@ -90,8 +100,10 @@ class AuditLog:
                 at=datetime.now(UTC),
                 actor=actor.name,
                 action=action,
-                target=target,
-                team=team,
+                # Cut to the columns' sizes: a denied request's target may
+                # carry any text the caller sent.
+                target=_bounded(target, MAX_TARGET),
+                team=_bounded(team, MAX_TEAM),
                 outcome=outcome,
                 reason=reason,
                 details=details,
@@ -153,9 +165,10 @@ class AuditLog:
             return
         where = f" for team {team!r}" if team else ""
         roles = ", ".join(actor.roles) or "no roles"
+        granting = ", ".join(roles_with(permission))
         reason = (
-            f"{actor.name} ({roles}) lacks permission {permission.value}{where}, "
-            f"which {action} needs"
+            f"{actor.name} ({roles}) lacks permission {permission.value}{where}; "
+            f"roles that grant it: {granting}"
         )
         raise self.deny(actor, action, target, reason, team=team)
 

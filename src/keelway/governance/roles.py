@@ -113,7 +113,6 @@ class Principal:
         return [str(grant) for grant in self.grants]
 
 
-def validate_role(role: str) -> None:
-    """Raise ValueError unless ``role`` is a known role."""
-    if role not in ROLE_PERMISSIONS:
-        raise ValueError(f"unknown role {role!r}; roles are: {', '.join(ROLES)}")
+def roles_with(permission: Permission) -> list[str]:
+    """Return the roles that grant ``permission``."""
+    return [role for role, granted in ROLE_PERMISSIONS.items() if permission in granted]

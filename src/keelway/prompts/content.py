@@ -726,15 +726,29 @@ _UNSUPPORTED_TAGS: dict[type[nodes.Node], str] = {
 }
 
 
+_TOO_DEEP = (
+    "the template is nested too deeply; flatten its expressions, loops, "
+    "conditions or blocks"
+)
+# SHA-256 digests of template sources that compiled, so that loading a stored
+# version again skips the compile. Cleared when full.
+_COMPILED_SOURCES: set[bytes] = set()
+_MAX_COMPILED_SOURCES = 10_000
+
+
 def _check_template(source: str, declared: set[str], path: str) -> None:
-    """Raise InvalidPrompt unless ``source`` parses and uses only ``declared``
-    variables and the environment's globals."""
+    """Raise InvalidPrompt unless ``source`` parses, compiles and uses only
+    ``declared`` variables and the environment's globals."""
     try:
         tree = _ENVIRONMENT.parse(source)
+        used = meta.find_undeclared_variables(tree) - _TEMPLATE_GLOBALS
     except TemplateSyntaxError as exc:
         raise InvalidPrompt(
             f"template syntax error on line {exc.lineno}: {exc.message}", path
         ) from None
+    except RecursionError:
+        # Jinja2's parser recurses once per level of nested expressions.
+        raise InvalidPrompt(_TOO_DEEP, path) from None
     for unsupported in tree.find_all(tuple(_UNSUPPORTED_TAGS)):
         tag = _UNSUPPORTED_TAGS[type(unsupported)]
         raise InvalidPrompt(
@@ -742,7 +756,6 @@ def _check_template(source: str, declared: set[str], path: str) -> None:
             "each message is a single template",
             path,
         )
-    used = meta.find_undeclared_variables(tree) - _TEMPLATE_GLOBALS
     undeclared = sorted(used - declared)
     if undeclared:
         names = ", ".join(repr(name) for name in undeclared)
@@ -751,6 +764,28 @@ def _check_template(source: str, declared: set[str], path: str) -> None:
         else:
             problem = f"uses undeclared variables {names}; declare them under variables"
         raise InvalidPrompt(problem, path)
+    _check_compiles(source, tree, path)
+
+
+def _check_compiles(source: str, tree: nodes.Template, path: str) -> None:
+    """Raise InvalidPrompt unless the parsed template compiles to Python.
+
+    A template can parse and still exceed Python's limits, such as 20
+    statically nested blocks (Jinja2 compiles each for loop to one) or 100
+    levels of indentation, which would otherwise fail every render.
+    """
+    digest = hashlib.sha256(source.encode("utf-8", "surrogatepass")).digest()
+    if digest in _COMPILED_SOURCES:
+        return
+    try:
+        _ENVIRONMENT.compile(tree)
+    except SyntaxError as exc:
+        raise InvalidPrompt(f"{_TOO_DEEP} (Python reports: {exc.msg})", path) from None
+    except RecursionError:
+        raise InvalidPrompt(_TOO_DEEP, path) from None
+    if len(_COMPILED_SOURCES) >= _MAX_COMPILED_SOURCES:
+        _COMPILED_SOURCES.clear()
+    _COMPILED_SOURCES.add(digest)
 
 
 def _variables_from(raw: Any) -> tuple[Variable, ...]:

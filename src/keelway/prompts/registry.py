@@ -47,6 +47,7 @@ APPROVED = "approved"
 REJECTED = "rejected"
 
 LATEST = "latest"
+MAX_TEAM_LENGTH = 200
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -156,7 +157,10 @@ class HistoryEntry:
 
 @dataclass(frozen=True, slots=True)
 class PushResult:
-    """What a push did to one prompt: ``created``, ``new_version`` or ``unchanged``."""
+    """The outcome of a push for one prompt.
+
+    ``outcome`` is ``created``, ``new_version`` or ``unchanged``.
+    """
 
     name: str
     outcome: str
@@ -315,6 +319,11 @@ class PromptRegistry:
     ) -> VersionRecord:
         """Create a prompt with its first version, 1.0.0, proposed for review."""
         _check_name(name)
+        if team is not None and (not team.strip() or len(team) > MAX_TEAM_LENGTH):
+            raise Invalid(
+                f"team must be 1 to {MAX_TEAM_LENGTH} characters and not only "
+                "whitespace"
+            )
         self.audit.require(
             actor,
             Permission.WRITE_PROMPTS,
@@ -506,10 +515,7 @@ class PromptRegistry:
         A protected label takes approved versions only, and no label takes a
         rejected one.
         """
-        try:
-            validate_label(label)
-        except InvalidReference as error:
-            raise Invalid(str(error)) from None
+        _check_label(label)
         target = f"prompt:{name}#{label}"
         with self.database.session() as session:
             prompt = self._prompt(session, name)
@@ -529,7 +535,14 @@ class PromptRegistry:
                 details={"version": version},
             )
         if status == REJECTED:
-            raise Conflict(f"{name}@{version} was rejected and cannot take a label")
+            raise self.audit.deny(
+                actor,
+                "prompt.label",
+                target,
+                f"{name}@{version} was rejected in review and cannot take a label",
+                team=team,
+                details={"version": version},
+            )
         with self.database.session() as session, session.begin():
             prompt = self._prompt(session, name)
             row = self._version_row(session, prompt, version)
@@ -547,6 +560,7 @@ class PromptRegistry:
 
     def remove_label(self, actor: Principal, name: str, label: str) -> str:
         """Remove a label; return the version it pointed at."""
+        _check_label(label)
         target = f"prompt:{name}#{label}"
         with self.database.session() as session:
             team = self._prompt(session, name).team
@@ -590,6 +604,7 @@ class PromptRegistry:
         take the label now (rejected ones, or unapproved ones for a protected
         label) are skipped.
         """
+        _check_label(label)
         target = f"prompt:{name}#{label}"
         with self.database.session() as session:
             team = self._prompt(session, name).team
@@ -849,6 +864,13 @@ def bump_generation(session: Session) -> None:
         .where(RegistryState.id == 1)
         .values(generation=RegistryState.generation + 1)
     )
+
+
+def _check_label(label: str) -> None:
+    try:
+        validate_label(label)
+    except InvalidReference as error:
+        raise Invalid(str(error)) from None
 
 
 def _check_name(name: str) -> None:

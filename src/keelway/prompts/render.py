@@ -10,6 +10,7 @@ from typing import Any
 
 from jinja2 import Template
 from jinja2.exceptions import SecurityError
+from jinja2.exceptions import TemplateError as JinjaTemplateError
 
 from keelway.prompts.content import (
     MAX_RENDERED_CHARS,
@@ -59,9 +60,17 @@ class Renderer:
         exceeds MAX_RENDERED_CHARS characters.
         """
         values = bind_variables(content, variables)
-        templates = self._compile(
-            tuple(message.content for message in content.messages)
-        )
+        try:
+            templates = self._compile(
+                tuple(message.content for message in content.messages)
+            )
+        except (SyntaxError, RecursionError, JinjaTemplateError) as exc:
+            # PromptContent checks that its templates compile, so only content
+            # stored before that check can fail here.
+            raise TemplateError(
+                f"the prompt's templates failed to compile: {exc}; "
+                "propose a version with less deeply nested templates"
+            ) from None
         messages = []
         for index, (message, template) in enumerate(
             zip(content.messages, templates, strict=True)
