@@ -91,9 +91,8 @@ def create_app(config: Config, database: Database) -> FastAPI:
     registry = PromptRegistry(database, audit, tuple(config.prompts.protected_labels))
     experiments = ExperimentStore(database, audit)
     renderer = Renderer()
-    step = PromptStep(
-        PromptResolver(registry, experiments, config.prompts.check_interval), renderer
-    )
+    resolver = PromptResolver(registry, experiments, config.prompts.check_interval)
+    step = PromptStep(resolver, renderer)
     pipeline = Pipeline(
         config,
         router,
@@ -119,6 +118,7 @@ def create_app(config: Config, database: Database) -> FastAPI:
         finally:
             await shadows.drain(SHADOW_DRAIN_SECONDS)
             await writer.stop()
+            resolver.close()
             await router.close()
             if pipeline.cache is not None:
                 await pipeline.cache.close()
