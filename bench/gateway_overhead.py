@@ -440,6 +440,7 @@ def environment(
     peer_venv: Path | None = None,
     features: list[str] | None = None,
     upstream_delay_ms: float = 0.0,
+    upstream_jitter_ms: float = 0.0,
 ) -> Iterator[Environment]:
     """Start the fake, keelway and the peer if any; stop all on the way out.
 
@@ -480,6 +481,8 @@ def environment(
                 str(fake_port),
                 "--delay-ms",
                 str(upstream_delay_ms),
+                "--jitter-ms",
+                str(upstream_jitter_ms),
             ],
             fake_port,
             "/v1/models",

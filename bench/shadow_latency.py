@@ -37,7 +37,6 @@ from gateway_overhead import (
     Load,
     environment,
     percentile,
-    send_requests,
 )
 from sqlalchemy import func, select
 
@@ -98,6 +97,50 @@ def wait_for_samples(env: Environment, name: str, expected: int) -> int:
     return count
 
 
+async def send_numbered(
+    session: aiohttp.ClientSession, load: Load, count: int, concurrency: int
+) -> Burst:
+    """Send requests whose questions are numbered 0 to count - 1.
+
+    Each phase sends the same questions, so with ``--upstream-jitter-ms`` the
+    fake upstream waits the same time for each in both phases.
+    """
+    latencies: list[float] = []
+    failures = 0
+    first_failure: str | None = None
+    numbers = iter(range(count))
+
+    async def worker() -> None:
+        nonlocal failures, first_failure
+        for number in numbers:
+            body = orjson.dumps(
+                {
+                    "prompt": f"{PROMPT}@production",
+                    "variables": {"question": f"Why? ({number})"},
+                }
+            )
+            started = time.perf_counter()
+            try:
+                async with session.post(
+                    load.url, data=body, headers=load.headers
+                ) as response:
+                    payload = await response.read()
+                    status = response.status
+            except (aiohttp.ClientError, TimeoutError) as error:
+                failures += 1
+                first_failure = first_failure or repr(error)
+                continue
+            if load.complete(status, payload):
+                latencies.append(time.perf_counter() - started)
+            else:
+                failures += 1
+                first_failure = first_failure or f"HTTP {status}: {payload[:200]!r}"
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(min(concurrency, count))))
+    return Burst(latencies, failures, time.perf_counter() - started, first_failure)
+
+
 def summary(burst: Burst) -> dict[str, float]:
     latencies = sorted(burst.latencies)
     return {
@@ -115,28 +158,27 @@ async def measure(
     runs: int,
     concurrency: int,
 ) -> dict[str, Any]:
-    body = orjson.dumps(
-        {"prompt": f"{PROMPT}@production", "variables": {"question": "Why?"}}
-    )
     load = Load(
         f"{env.keelway.url}/v1/chat/completions",
         {"Authorization": f"Bearer {env.key}", "Content-Type": "application/json"},
-        body,
+        b"",
         False,
     )
     results: dict[str, list[dict[str, float]]] = {"without": [], "with": []}
     missing_samples = 0
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as session:
-        await send_requests(session, load, 200, concurrency)
+        await send_numbered(session, load, 200, concurrency)
         for run in range(runs):
             order = ["without", "with"] if run % 2 == 0 else ["with", "without"]
             for phase in order:
                 name = None
                 if phase == "with":
                     name = f"shadow-{uuid.uuid4().hex[:8]}"
-                    experiments.create_shadow(AUTHOR, name, PROMPT, "production", "1.1.0")
-                burst = await send_requests(session, load, requests, concurrency)
+                    experiments.create_shadow(
+                        AUTHOR, name, PROMPT, "production", "1.1.0"
+                    )
+                burst = await send_numbered(session, load, requests, concurrency)
                 results[phase].append(summary(burst))
                 if name is not None:
                     experiments.stop(AUTHOR, name)
@@ -169,22 +211,34 @@ def main(argv: list[str] | None = None) -> int:
         default=0.0,
         help="Milliseconds the fake upstream waits before each answer.",
     )
+    parser.add_argument(
+        "--upstream-jitter-ms",
+        type=float,
+        default=0.0,
+        help=(
+            "Up to this many milliseconds more per answer, fixed by the "
+            "request's question, so both phases see the same upstream times."
+        ),
+    )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     levels = [int(part) for part in args.concurrency.split(",")]
     rows = []
-    with environment(upstream_delay_ms=args.upstream_delay_ms) as env:
+    with environment(
+        upstream_delay_ms=args.upstream_delay_ms,
+        upstream_jitter_ms=args.upstream_jitter_ms,
+    ) as env:
         _, experiments = prepare(env)
         for level in levels:
             rows.append(
-                asyncio.run(
-                    measure(env, experiments, args.requests, args.runs, level)
-                )
+                asyncio.run(measure(env, experiments, args.requests, args.runs, level))
             )
     print(
         f"{args.runs} runs x {args.requests} requests, upstream delay "
-        f"{args.upstream_delay_ms:g} ms, median of runs; "
-        f"{platform.processor() or platform.machine()}, Python {platform.python_version()}"
+        f"{args.upstream_delay_ms:g} ms + up to {args.upstream_jitter_ms:g} ms, "
+        "median of runs; "
+        f"{platform.processor() or platform.machine()}, "
+        f"Python {platform.python_version()}"
     )
     print(
         "| concurrency | p50 without | p50 with | added p50 | p99 without | "

@@ -627,7 +627,8 @@ def test_team_prompts_stay_in_their_team(
 
 def _prompt_count(server: KeelwayServer, name: str, version: str) -> float:
     text = httpx.get(server.url + "/metrics").text
-    prefix = f'keelway_prompt_requests_total{{prompt="{name}",variant="",version="{version}"}}'
+    labels = f'prompt="{name}",variant="",version="{version}"'
+    prefix = f"keelway_prompt_requests_total{{{labels}}}"
     for line in text.splitlines():
         if line.startswith(prefix):
             return float(line.split()[-1])

@@ -415,6 +415,49 @@ def test_from_dict_deep_default_rejected() -> None:
     assert "is nested more than 32 levels deep" in str(caught.value)
 
 
+def nested_loops(depth: int) -> str:
+    return "{% for a in [1] %}" * depth + "x" + "{% endfor %}" * depth
+
+
+def test_from_dict_loop_nesting_at_limit() -> None:
+    content = single_message(nested_loops(5))
+    assert content.messages[0].content == nested_loops(5)
+
+
+def test_from_dict_loop_nesting_over_limit() -> None:
+    data = {"messages": [*USER_HI, {"role": "user", "content": nested_loops(6)}]}
+    with pytest.raises(InvalidPrompt) as caught:
+        PromptContent.from_dict(data)
+    assert str(caught.value) == (
+        "messages[1].content: line 1: for loops are nested more than 5 deep; "
+        "flatten the loops or loop over fewer levels of data"
+    )
+    assert caught.value.path == "messages[1].content"
+
+
+def test_from_dict_loop_nesting_names_line() -> None:
+    with pytest.raises(InvalidPrompt) as caught:
+        single_message("intro\n\n" + nested_loops(6))
+    assert str(caught.value).startswith("messages[0].content: line 3: ")
+
+
+def test_from_dict_loop_nesting_counts_text_only() -> None:
+    # A loop in a macro that a loop calls, and a loop in an else branch, are
+    # not nested in that loop, so each of these nests at most 5 deep.
+    macro = "{% macro m() %}" + nested_loops(3) + "{% endmacro %}"
+    calls = "{% for a in [1] %}" * 3 + "{{ m() }}" + "{% endfor %}" * 3
+    loop_else = "{% for a in [] %}{% else %}" + nested_loops(5) + "{% endfor %}"
+    content = single_message(macro + calls + loop_else)
+    assert len(content.messages) == 1
+
+
+def test_from_dict_filter_constants_not_run() -> None:
+    # Jinja2 folds constant expressions while compiling. Filters no longer
+    # fold, so creating this version does not build a 10**9-character string.
+    content = single_message("{{ 'x' | center(1000000000) }}")
+    assert len(content.messages) == 1
+
+
 # Direct construction
 
 

@@ -236,6 +236,9 @@ class PromptsConfig(_Strict):
     check_interval: float = Field(0.0, ge=0)
     # Shadow calls running at once before new ones are dropped and counted.
     max_shadow_calls: int = Field(64, ge=1)
+    # A shadow call starts a random delay of up to this many milliseconds
+    # after its live answer, off the moment the client's next request comes.
+    shadow_delay_ms: float = Field(50.0, ge=0, le=60_000)
 
     @field_validator("protected_labels")
     @classmethod

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import random
 import time
 from typing import Any
@@ -64,6 +65,14 @@ def _error(
     )
 
 
+def _share(body: dict[str, Any]) -> float:
+    """Return a number in [0, 1) fixed by the request's last message."""
+    messages = body.get("messages") or [{}]
+    text = str(messages[-1].get("content"))
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
 class FakeOpenAI:
     """The fake server's state and handlers."""
 
@@ -76,11 +85,15 @@ class FakeOpenAI:
         record: bool = True,
         seed: int = 0,
         delay: float = 0.0,
+        jitter: float = 0.0,
     ) -> None:
         self.usage = usage or {}
         self.slow_seconds = slow_seconds
-        # Seconds every chat completion waits before answering, as a model would.
+        # Seconds every chat completion waits before answering, as a model
+        # would: ``delay`` plus a share of ``jitter`` set by a hash of the
+        # last message, so the same request always waits the same time.
         self.delay = delay
+        self.jitter = jitter
         self.api_key = api_key
         self.record = record
         self.fault: str | None = None
@@ -134,8 +147,8 @@ class FakeOpenAI:
             self.headers.append(dict(request.headers))
         model = body.get("model", "")
         self.calls += 1
-        if self.delay > 0:
-            await asyncio.sleep(self.delay)
+        if self.delay > 0 or self.jitter > 0:
+            await asyncio.sleep(self.delay + self.jitter * _share(body))
         fault = self._fault()
         if fault is not None and fault != "slow":
             return self._faulty(request, fault)
@@ -385,8 +398,22 @@ def main() -> None:
         default=0.0,
         help="Milliseconds each chat completion waits before answering.",
     )
+    parser.add_argument(
+        "--jitter-ms",
+        type=float,
+        default=0.0,
+        help=(
+            "Up to this many milliseconds more per completion, fixed by a hash "
+            "of its last message."
+        ),
+    )
     args = parser.parse_args()
-    fake = FakeOpenAI(api_key=None, record=False, delay=args.delay_ms / 1000)
+    fake = FakeOpenAI(
+        api_key=None,
+        record=False,
+        delay=args.delay_ms / 1000,
+        jitter=args.jitter_ms / 1000,
+    )
     web.run_app(
         fake.app,
         host="127.0.0.1",

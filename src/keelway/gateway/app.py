@@ -105,7 +105,13 @@ def create_app(config: Config, database: Database) -> FastAPI:
         RequestLimits(config.limits, rate, budgets, router, prices, metrics),
         step,
     )
-    shadows = ShadowRunner(pipeline, step, experiments, config.prompts.max_shadow_calls)
+    shadows = ShadowRunner(
+        pipeline,
+        step,
+        experiments,
+        config.prompts.max_shadow_calls,
+        config.prompts.shadow_delay_ms / 1000,
+    )
     pipeline.shadows = shadows
 
     @asynccontextmanager

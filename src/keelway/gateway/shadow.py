@@ -1,7 +1,10 @@
 """Shadow calls: a candidate prompt version run on a copy of live traffic.
 
 A shadow call starts only after the live answer has been sent, runs as a
-task of its own, and its answer goes to the store, never to the client.
+task of its own, and its answer goes to the store, never to the client. It
+waits a random delay of up to ``start_delay`` seconds first: a client's next
+request tends to arrive just after its previous answer, and a shadow call
+started at that moment would take CPU from it.
 It passes the caller's budgets but not the caller's rate limits, so that
 shadow traffic cannot turn live requests into 429s. When more than
 ``max_pending`` shadow calls are running, new ones are dropped and counted
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from typing import Any
 
@@ -52,11 +56,13 @@ class ShadowRunner:
         step: PromptStep,
         experiments: ExperimentStore,
         max_pending: int = 64,
+        start_delay: float = 0.0,
     ) -> None:
         self.pipeline = pipeline
         self.step = step
         self.experiments = experiments
         self.max_pending = max_pending
+        self.start_delay = start_delay
         self._tasks: set[asyncio.Task[None]] = set()
         self.dropped = 0
 
@@ -75,6 +81,8 @@ class ShadowRunner:
 
     async def _run(self, call: Call, use: PromptUse, live: JSONObject | None) -> None:
         assert use.shadow is not None and use.experiment is not None
+        if self.start_delay > 0:
+            await asyncio.sleep(random.uniform(0, self.start_delay))
         pipeline = self.pipeline
         trace = _shadow_trace(call.trace, use)
         status, error_text, result_body = "ok", None, None

@@ -3,7 +3,7 @@
 A ``PromptContent`` is what one prompt version stores. Its dict form
 (``to_dict``) is canonical: the content hash, the YAML files and the store all
 derive from it. Message contents are Jinja2 templates that run in a sandbox
-(see ``template_environment``).
+(see ``keelway.prompts.sandbox``).
 
 The YAML form of a prompt is the dict form with the prompt's name first::
 
@@ -36,21 +36,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
-from jinja2 import StrictUndefined, Undefined, meta, nodes
+from jinja2 import meta, nodes
 from jinja2.exceptions import TemplateSyntaxError
-from jinja2.runtime import Context
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from keelway.prompts.errors import InvalidPrompt, InvalidReference, TemplateError
+from keelway.prompts.errors import InvalidPrompt, InvalidReference
+from keelway.prompts.sandbox import MAX_LOOP_NESTING, template_environment
 
 VARIABLE_TYPES = ("string", "integer", "number", "boolean", "array", "object")
 ROLES = ("system", "user", "assistant")
-
-# Maximum characters of one rendered message. Strings and lists that a template
-# builds with +, * or ** are held to the same limit before they are built.
-MAX_RENDERED_CHARS = 1_000_000
-# Maximum bit length of an integer that a template builds with * or **.
-MAX_TEMPLATE_INT_BITS = 10_000
 
 _CONTENT_KEYS = ("description", "variables", "messages", "model", "links")
 _VARIABLE_KEYS = ("type", "required", "default", "description")
@@ -92,102 +85,6 @@ _TYPE_PHRASES = {
     "array": "an array",
     "object": "an object",
 }
-
-
-# Template environment
-
-
-class _PromptSandbox(ImmutableSandboxedEnvironment):
-    """Jinja2's immutable sandbox that also bounds values built with +, * and **.
-
-    NOTE: the sandbox blocks access to Python internals and mutation of
-    values, and these checks stop the common string and number bombs. A
-    template can still allocate large strings through filters and string
-    methods with width arguments (``center``, ``format``, ``ljust``), through
-    ``~`` in recursive macros, and use CPU time in nested loops, so templates
-    should come from trusted authors.
-    """
-
-    intercepted_binops = frozenset({"+", "*", "**"})
-
-    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
-        _check_binop_size(operator, left, right)
-        return super().call_binop(context, operator, left, right)
-
-
-def _check_binop_size(operator: str, left: Any, right: Any) -> None:
-    """Raise TemplateError when ``left operator right`` would be too large."""
-    sequences = (str, list, tuple)
-    if operator == "+":
-        if isinstance(left, sequences) and isinstance(right, sequences):
-            size = len(left) + len(right)
-            if size > MAX_RENDERED_CHARS:
-                raise TemplateError(_too_large(size))
-    elif operator == "*":
-        if isinstance(left, sequences) and isinstance(right, int):
-            size = len(left) * right
-        elif isinstance(right, sequences) and isinstance(left, int):
-            size = len(right) * left
-        elif isinstance(left, int) and isinstance(right, int):
-            bits = left.bit_length() + right.bit_length()
-            if bits > MAX_TEMPLATE_INT_BITS:
-                raise TemplateError(_too_many_bits(bits))
-            return
-        else:
-            return
-        if size > MAX_RENDERED_CHARS:
-            raise TemplateError(_too_large(size))
-    elif (
-        operator == "**"
-        and isinstance(left, int)
-        and isinstance(right, int)
-        and abs(left) > 1
-    ):
-        bits = max(right, 0) * left.bit_length()
-        if bits > MAX_TEMPLATE_INT_BITS:
-            raise TemplateError(_too_many_bits(bits))
-
-
-def _too_large(size: int) -> str:
-    return (
-        f"the template builds a value of length {size}, over the limit of "
-        f"{MAX_RENDERED_CHARS}"
-    )
-
-
-def _too_many_bits(bits: int) -> str:
-    return (
-        f"the template builds an integer of about {bits} bits, over the limit of "
-        f"{MAX_TEMPLATE_INT_BITS}"
-    )
-
-
-def template_environment() -> ImmutableSandboxedEnvironment:
-    """Create the sandboxed Jinja2 environment that parses and renders prompts.
-
-    Undefined names raise, output is not HTML-escaped, a trailing newline in a
-    template is kept and printing a function raises TemplateError.
-    """
-    return _PromptSandbox(
-        undefined=StrictUndefined,
-        autoescape=False,
-        keep_trailing_newline=True,
-        finalize=_reject_callable_output,
-    )
-
-
-def _reject_callable_output(value: Any) -> Any:
-    """Pass ``value`` through unless it is a function or method.
-
-    Printing one would put a Python repr with a memory address into the
-    prompt, which is always a template mistake.
-    """
-    # Undefined values are callable too, and raise their own error when printed.
-    if callable(value) and not isinstance(value, Undefined):
-        raise TemplateError(
-            "the template outputs a function instead of a value; call it or remove it"
-        )
-    return value
 
 
 _ENVIRONMENT = template_environment()
@@ -768,7 +665,8 @@ def _check_template(source: str, declared: set[str], path: str) -> None:
 
 
 def _check_compiles(source: str, tree: nodes.Template, path: str) -> None:
-    """Raise InvalidPrompt unless the parsed template compiles to Python.
+    """Raise InvalidPrompt unless the parsed template nests at most
+    MAX_LOOP_NESTING for loops and compiles to Python.
 
     A template can parse and still exceed Python's limits, such as 20
     statically nested blocks (Jinja2 compiles each for loop to one) or 100
@@ -777,6 +675,7 @@ def _check_compiles(source: str, tree: nodes.Template, path: str) -> None:
     digest = hashlib.sha256(source.encode("utf-8", "surrogatepass")).digest()
     if digest in _COMPILED_SOURCES:
         return
+    _check_loop_nesting(tree, path)
     try:
         _ENVIRONMENT.compile(tree)
     except SyntaxError as exc:
@@ -786,6 +685,33 @@ def _check_compiles(source: str, tree: nodes.Template, path: str) -> None:
     if len(_COMPILED_SOURCES) >= _MAX_COMPILED_SOURCES:
         _COMPILED_SOURCES.clear()
     _COMPILED_SOURCES.add(digest)
+
+
+def _check_loop_nesting(tree: nodes.Template, path: str) -> None:
+    """Raise InvalidPrompt when for loops nest more than MAX_LOOP_NESTING deep.
+
+    Each loop level multiplies the iterations, so deeper nesting would run out
+    of the loop budget on all but tiny inputs. Only the text counts: a loop in
+    a macro that a loop calls is not nested in it.
+    """
+    # An explicit stack, because deeply nested templates exceed Python's
+    # recursion limit.
+    stack: list[tuple[nodes.Node, int]] = [(tree, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if not isinstance(node, nodes.For):
+            stack.extend((child, depth) for child in node.iter_child_nodes())
+            continue
+        if depth + 1 > MAX_LOOP_NESTING:
+            raise InvalidPrompt(
+                f"line {node.lineno}: for loops are nested more than "
+                f"{MAX_LOOP_NESTING} deep; flatten the loops or loop over "
+                "fewer levels of data",
+                path,
+            )
+        stack.extend((child, depth + 1) for child in node.body)
+        for child in node.iter_child_nodes(exclude=("body",)):
+            stack.append((child, depth))
 
 
 def _variables_from(raw: Any) -> tuple[Variable, ...]:

@@ -13,14 +13,17 @@ from jinja2.exceptions import SecurityError
 from jinja2.exceptions import TemplateError as JinjaTemplateError
 
 from keelway.prompts.content import (
-    MAX_RENDERED_CHARS,
     ModelSettings,
     PromptContent,
     json_type_name,
-    template_environment,
     type_mismatch,
 )
 from keelway.prompts.errors import TemplateError, VariableError
+from keelway.prompts.sandbox import (
+    MAX_RENDERED_CHARS,
+    RenderBudget,
+    template_environment,
+)
 
 DEFAULT_CACHE_SIZE = 256
 
@@ -56,8 +59,9 @@ class Renderer:
         """Render every message of ``content`` with the request's variables.
 
         Raises VariableError when a variable is missing, undeclared or of the
-        wrong type, and TemplateError when a template fails or its output
-        exceeds MAX_RENDERED_CHARS characters.
+        wrong type, and TemplateError when a template fails, its output
+        exceeds MAX_RENDERED_CHARS characters or it passes one of the render
+        limits, which all messages of the prompt share.
         """
         values = bind_variables(content, variables)
         try:
@@ -72,11 +76,13 @@ class Renderer:
                 "propose a version with less deeply nested templates"
             ) from None
         messages = []
-        for index, (message, template) in enumerate(
-            zip(content.messages, templates, strict=True)
-        ):
-            text = _render_template(template, values, f"messages[{index}].content")
-            messages.append({"role": message.role, "content": text})
+        with RenderBudget():
+            for index, (message, template) in enumerate(
+                zip(content.messages, templates, strict=True)
+            ):
+                path = f"messages[{index}].content"
+                text = _render_template(template, values, path)
+                messages.append({"role": message.role, "content": text})
         return RenderedPrompt(
             messages=messages, settings=_request_settings(content.model)
         )
@@ -145,7 +151,7 @@ def _render_template(template: Template, values: dict[str, Any], path: str) -> s
                 break
             parts.append(chunk)
     except TemplateError as exc:
-        # Raised by the sandbox's checks on +, * and ** and on printed functions.
+        # Raised by the sandbox's render limits and on printed functions.
         raise TemplateError(f"{path}: {exc}") from None
     except SecurityError:
         # The sandbox's own message names Python attributes and types, which
@@ -157,7 +163,7 @@ def _render_template(template: Template, values: dict[str, Any], path: str) -> s
         ) from None
     except Exception as exc:
         # Template expressions can raise almost anything (TypeError,
-        # UndefinedError, ZeroDivisionError, RecursionError in macros).
+        # UndefinedError, ZeroDivisionError).
         raise TemplateError(f"{path}: rendering failed: {exc}") from exc
     if size > MAX_RENDERED_CHARS:
         raise TemplateError(

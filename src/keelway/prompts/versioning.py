@@ -21,10 +21,10 @@ from keelway.prompts.content import (
     Message,
     PromptContent,
     Variable,
-    template_environment,
     validate_prompt_name,
 )
 from keelway.prompts.errors import InvalidReference
+from keelway.prompts.sandbox import template_environment
 
 BUMP_LEVELS = ("patch", "minor", "major")
 RESERVED_LABELS = ("latest",)
