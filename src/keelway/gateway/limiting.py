@@ -142,7 +142,14 @@ class RequestLimits:
             return
         if admission.reservation is not None:
             cost = None if trace.cost_usd is None else Decimal(str(trace.cost_usd))
-            crossed = await self.budgets.settle(admission.reservation, cost)
+            try:
+                crossed = await self.budgets.settle(admission.reservation, cost)
+            except LimitsUnavailable as error:
+                # Settlement runs after the answer, so there is no client to
+                # tell. The ledger entry is still written, and budgets are
+                # rebuilt from the ledger when Redis comes back empty.
+                log.error("settling the budget of trace %s failed: %s", trace.id, error)
+                crossed = []
             trace.ledger = ledger_entries(admission.reservation, cost, trace.id)
             for soft in crossed:
                 self.metrics.budget_soft_crossed.labels(soft.period).inc()
@@ -155,12 +162,24 @@ class RequestLimits:
                 )
         if admission.rules.rate and trace.usage is not None:
             used = trace.usage.prompt_tokens + trace.usage.output_tokens
-            await self.rate.adjust_tokens(admission.rules.rate, used - admission.tokens)
+            try:
+                await self.rate.adjust_tokens(
+                    admission.rules.rate, used - admission.tokens
+                )
+            except LimitsUnavailable as error:
+                log.error(
+                    "correcting the token count of trace %s failed: %s", trace.id, error
+                )
 
     async def release(self, admission: Admission | None) -> None:
         """Give back the reservation of a request that failed without a cost."""
         if admission is not None and admission.reservation is not None:
-            await self.budgets.release(admission.reservation)
+            try:
+                await self.budgets.release(admission.reservation)
+            except LimitsUnavailable as error:
+                # The request's own error is the one to return; the
+                # reservation lapses with Redis.
+                log.error("releasing a budget reservation failed: %s", error)
 
     async def _undo_rate(self, admission: Admission) -> None:
         # The request never ran, so its estimated tokens do not count.
