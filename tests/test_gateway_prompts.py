@@ -364,7 +364,7 @@ def test_author_cannot_approve_own_version(
         json={"name": "self-review", "content": VERSION_A},
     )
     assert created.status_code == 201
-    # omar holds prompt_engineer only; grant approver to test the author rule.
+    # omar has prompt_engineer only; grant approver to test the author rule.
     granted = _admin(
         server, "POST", "/users/omar/roles", MASTER, json={"role": "approver"}
     )

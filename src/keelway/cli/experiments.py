@@ -194,7 +194,7 @@ def stop(name: str, config_path: Path | None) -> None:
 )
 @config_option
 def report(name: str, as_json: bool, seed: int, config_path: Path | None) -> None:
-    """Compare the variants and say which differences are significant."""
+    """Compare the variants and report which differences are significant."""
     database, store, actor = _open(config_path)
     if not actor.teams_with(Permission.READ_EXPERIMENTS):
         raise click.ClickException(

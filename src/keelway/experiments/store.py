@@ -1,7 +1,7 @@
 """Experiments in the store: A/B tests and shadow tests on a prompt label.
 
 An A/B test splits the traffic that resolves ``prompt@label`` between
-versions by percentage. A shadow test leaves the live answer alone and
+versions by percentage. A shadow test leaves the live response alone and
 sends a sampled copy of the traffic to a candidate version in the
 background. One label runs at most one experiment at a time. Creating or
 stopping one raises the registry generation, so gateway replicas pick the
@@ -25,7 +25,7 @@ from keelway.governance.audit import AuditLog
 from keelway.governance.errors import Conflict, Invalid, NotFound
 from keelway.governance.roles import Permission, Principal
 from keelway.prompts.registry import bump_generation
-from keelway.store.database import Database
+from keelway.store.database import Database, as_utc
 from keelway.store.models import (
     Experiment,
     Prompt,
@@ -91,7 +91,7 @@ class ExperimentRecord:
 
 @dataclass(frozen=True, slots=True)
 class SampleRecord:
-    """What the gateway stores for one shadowed request."""
+    """The outputs, latencies and costs stored for one shadowed request."""
 
     experiment_id: str
     trace_id: str
@@ -108,19 +108,11 @@ class SampleRecord:
     shadow_error: str | None
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
-
-
 def _record(row: Experiment) -> ExperimentRecord:
     variants = tuple(
         Variant(str(v["name"]), str(v["version"]), float(v["weight"]))
         for v in row.variants
     )
-    created = _utc(row.created_at)
-    assert created is not None
     return ExperimentRecord(
         row.id,
         row.name,
@@ -135,9 +127,9 @@ def _record(row: Experiment) -> ExperimentRecord:
         row.alpha,
         row.min_samples,
         row.description,
-        created,
+        as_utc(row.created_at),
         row.created_by,
-        _utc(row.stopped_at),
+        as_utc(row.stopped_at),
     )
 
 

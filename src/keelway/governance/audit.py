@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from keelway.governance.errors import Forbidden
 from keelway.governance.roles import Permission, Principal, roles_with
-from keelway.store.database import Database
+from keelway.store.database import Database, as_utc
 from keelway.store.models import AuditEvent
 
 MAX_TARGET = 400
@@ -62,10 +62,9 @@ def _bounded(text: str | None, limit: int) -> str | None:
 
 
 def _record(row: AuditEvent) -> AuditRecord:
-    at = row.at if row.at.tzinfo else row.at.replace(tzinfo=UTC)
     return AuditRecord(
         row.id,
-        at,
+        as_utc(row.at),
         row.actor,
         row.action,
         row.target,

@@ -1,7 +1,7 @@
 """Roles, the permissions each grants, and the principal behind an action.
 
 A role is granted for one team or, with team ``*``, for every team. A
-permission checked for a team passes when the principal holds a role that
+permission checked for a team passes when the principal has a role that
 grants it for that team or for every team. Objects without a team (a prompt
 created with no team) need a role held for every team.
 """
@@ -71,7 +71,7 @@ class Grant:
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who performs an action: a user, the master key, or the local bootstrap.
+    """The identity behind an action: a user, the master key, or the local bootstrap.
 
     ``kind`` is ``user``, ``master`` (the gateway's master key) or ``local``
     (the CLI on a store that has no users yet, which may act as an admin so

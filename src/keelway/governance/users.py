@@ -35,7 +35,7 @@ USER_KEY_ENV = "KEELWAY_USER_KEY"
 
 @dataclass(frozen=True, slots=True)
 class UserRecord:
-    """A stored user as the rest of keelway sees it: never the key."""
+    """A stored user without its key, which keelway never stores."""
 
     id: str
     name: str
@@ -191,7 +191,7 @@ class UserStore:
         )
 
     def list(self, actor: Principal) -> list[UserRecord]:
-        """Return every user; any user may see who holds which role."""
+        """Return every user with their roles; any user may list them."""
         with self.database.session() as session:
             users = session.scalars(select(User).order_by(User.name))
             return [self._to_record(session, user) for user in users]
@@ -199,7 +199,7 @@ class UserStore:
     def grant(
         self, actor: Principal, name: str, role: str, team: str | None
     ) -> UserRecord:
-        """Give a user a role; granting one it already holds changes nothing."""
+        """Grant a user a role; granting one the user already has changes nothing."""
         grant = _check_grant(role, team)
         self._require_grant(actor, grant, "role.grant")
         with self.database.session() as session, session.begin():

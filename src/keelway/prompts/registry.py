@@ -33,7 +33,7 @@ from keelway.prompts.versioning import (
     propose_bump,
     validate_label,
 )
-from keelway.store.database import Database
+from keelway.store.database import Database, as_utc
 from keelway.store.models import (
     LabelMove,
     Prompt,
@@ -48,12 +48,6 @@ REJECTED = "rejected"
 
 LATEST = "latest"
 MAX_TEAM_LENGTH = 200
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,7 +263,7 @@ class PromptRegistry:
             for row in rows:
                 entries.append(
                     HistoryEntry(
-                        _utc(row.created_at) or row.created_at,
+                        as_utc(row.created_at),
                         row.author,
                         "propose",
                         row.version,
@@ -279,7 +273,7 @@ class PromptRegistry:
                 if row.reviewed_at is not None and row.reviewed_by is not None:
                     entries.append(
                         HistoryEntry(
-                            _utc(row.reviewed_at) or row.reviewed_at,
+                            as_utc(row.reviewed_at),
                             row.reviewed_by,
                             "approve" if row.status == APPROVED else "reject",
                             row.version,
@@ -296,7 +290,7 @@ class PromptRegistry:
                 after = by_id.get(move.to_version_id or "", "-")
                 entries.append(
                     HistoryEntry(
-                        _utc(move.at) or move.at,
+                        as_utc(move.at),
                         move.actor,
                         move.action,
                         after if move.to_version_id else None,
@@ -817,11 +811,11 @@ class PromptRegistry:
             content_hash=row.content_hash,
             status=row.status,
             author=row.author,
-            created_at=_utc(row.created_at) or row.created_at,
+            created_at=as_utc(row.created_at),
             message=row.message,
             bump=row.bump,
             reviewed_by=row.reviewed_by,
-            reviewed_at=_utc(row.reviewed_at),
+            reviewed_at=as_utc(row.reviewed_at),
             review_comment=row.review_comment,
             labels=tuple(labels.get(row.id, ())),
         )
@@ -840,7 +834,7 @@ class PromptRegistry:
         return PromptSummary(
             prompt.name,
             prompt.team,
-            _utc(prompt.created_at) or prompt.created_at,
+            as_utc(prompt.created_at),
             prompt.created_by,
             rows[0].version if rows else None,
             labels,

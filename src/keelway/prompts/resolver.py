@@ -12,7 +12,7 @@ The generation read is one primary-key lookup. On SQLite it runs on the
 event loop over a connection of its own (a few microseconds, measured at
 about 3 µs), since a hop to a worker thread would cost far more than the
 read. On other databases it runs in a worker thread, so a slow network
-round trip never blocks the loop. Only cache misses touch the ORM.
+round trip does not block the loop. Only cache misses touch the ORM.
 """
 
 from __future__ import annotations
@@ -72,13 +72,7 @@ class PromptResolver:
     async def lookup(self, reference: PromptReference) -> Lookup:
         """Return what ``reference`` points at; raise NotFound when nothing does."""
         await self._check_generation()
-        key = str(reference)
-        entry = self._entries.get(key)
-        if entry is None:
-            entry = await asyncio.to_thread(self._load, reference, self._generation)
-        if isinstance(entry, NotFound):
-            raise NotFound(entry.message)
-        return entry
+        return await self._entry(reference)
 
     async def version(self, name: str, version: str) -> Resolved:
         """Return one exact version of a prompt, through the same cache.
@@ -86,13 +80,17 @@ class PromptResolver:
         Called within a request right after ``lookup``, so the generation is
         not read again.
         """
-        reference = PromptReference(name, None, version)
+        lookup = await self._entry(PromptReference(name, None, version))
+        return lookup.resolved
+
+    async def _entry(self, reference: PromptReference) -> Lookup:
+        """Return the cached outcome for ``reference``, loading it on a miss."""
         entry = self._entries.get(str(reference))
         if entry is None:
             entry = await asyncio.to_thread(self._load, reference, self._generation)
         if isinstance(entry, NotFound):
             raise NotFound(entry.message)
-        return entry.resolved
+        return entry
 
     async def _check_generation(self) -> None:
         now = time.monotonic()
