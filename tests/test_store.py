@@ -34,7 +34,7 @@ def test_migrating_again_changes_nothing(database: Database) -> None:
         version = connection.execute(
             text("SELECT version_num FROM alembic_version")
         ).scalar()
-    assert version == "0007"
+    assert version == "0008"
 
 
 def test_migrations_match_models(database: Database) -> None:

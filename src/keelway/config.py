@@ -239,8 +239,11 @@ class PromptsConfig(_Strict):
     # A shadow call starts a random delay of up to this many milliseconds
     # after its live answer, off the moment the client's next request comes.
     shadow_delay_ms: float = Field(50.0, ge=0, le=60_000)
+    # Labels that move only to a version with a passing eval gate against
+    # the version the label points at now (`keelway eval gate`).
+    gated_labels: list[str] = Field(default_factory=list)
 
-    @field_validator("protected_labels")
+    @field_validator("protected_labels", "gated_labels")
     @classmethod
     def _check_labels(cls, labels: list[str]) -> list[str]:
         from keelway.prompts.errors import InvalidReference
@@ -252,6 +255,47 @@ class PromptsConfig(_Strict):
             except InvalidReference as error:
                 raise ValueError(str(error)) from None
         return labels
+
+
+class OnlineEvalConfig(_Strict):
+    """Evaluation of a sample of production traces, after they are written."""
+
+    enabled: bool = False
+    # Share of traces evaluated, chosen by a hash of the trace id.
+    sample_rate: float = Field(0.1, ge=0, le=1)
+    # Evaluator specs, as in a dataset; kinds that need an expected answer
+    # cannot score production traffic.
+    evaluators: list[dict[str, Any]] = Field(default_factory=list)
+    # Only traces of these prompts; empty means every trace.
+    prompts: list[str] = Field(default_factory=list)
+    # The prompt variable that holds the retrieved context, for RAG metrics.
+    context_variable: str = "context"
+    # Sampled traces waiting for evaluation; more are dropped and counted.
+    queue_size: int = Field(1000, ge=1, le=1_000_000)
+    concurrency: int = Field(2, ge=1, le=64)
+    # Verdicts behind each failure ratio in /metrics.
+    window: int = Field(1000, ge=10, le=1_000_000)
+
+    @field_validator("evaluators")
+    @classmethod
+    def _check_evaluators(cls, specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        from keelway.evals.base import EvaluatorConfigError
+        from keelway.evals.evaluators import build
+
+        for spec in specs:
+            try:
+                build(spec)
+            except EvaluatorConfigError as error:
+                raise ValueError(str(error)) from None
+        return specs
+
+
+class EvalsConfig(_Strict):
+    """Eval runs and online evaluation."""
+
+    # The model group that embedding-based evaluators call.
+    embedding_model: str = "all-minilm-l6-v2"
+    online: OnlineEvalConfig = OnlineEvalConfig()
 
 
 class Config(_Strict):
@@ -267,6 +311,7 @@ class Config(_Strict):
     routers: dict[str, ComplexityRouterConfig] = Field(default_factory=dict)
     cache: CacheConfig = CacheConfig()
     limits: LimitsConfig = LimitsConfig()
+    evals: EvalsConfig = EvalsConfig()
     prompts: PromptsConfig = PromptsConfig()
 
     @model_validator(mode="after")

@@ -10,7 +10,9 @@ covers every case a test config maps a public model to:
   whose message echoes the presented key, as some providers do;
 - ``cut-stream``: streams a few chunks and then drops the connection;
 - ``no-usage``: answers without any usage object;
-- ``long-answer``: streams a long answer slowly, for clients that abort.
+- ``long-answer``: streams a long answer slowly, for clients that abort;
+- ``scripted``: answers (without streaming) with a reply a test scripted,
+  see :meth:`FakeOpenAI.script`; with none left, 500.
 
 A request with ``tools`` whose last user message mentions "weather" gets a
 tool call. Every request body is recorded in ``requests``.
@@ -31,7 +33,10 @@ import argparse
 import asyncio
 import hashlib
 import random
+import threading
 import time
+from collections import deque
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import orjson
@@ -104,6 +109,10 @@ class FakeOpenAI:
         self._rng = random.Random(seed)
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
+        # Replies of the ``scripted`` model: rules first, then the queue.
+        self._script_lock = threading.Lock()
+        self._script_rules: list[tuple[str, str]] = []
+        self._script_queue: deque[str] = deque()
         self.app = web.Application()
         self.app.router.add_post("/v1/chat/completions", self.chat)
         self.app.router.add_post("/v1/embeddings", self.embeddings)
@@ -130,6 +139,44 @@ class FakeOpenAI:
     def base_url(self) -> str:
         assert self._thread is not None
         return self._thread.base_url + "/v1"
+
+    def script(self, replies: Iterable[str] | Mapping[str, str]) -> None:
+        """Add replies for the ``scripted`` model to return.
+
+        A list of replies joins the end of a queue: each call takes the next
+        one. A mapping adds rules from a substring to a reply: a call whose
+        last user message contains the substring gets the reply, every time,
+        and rules are tried before the queue, in the order they were added.
+        """
+        with self._script_lock:
+            if isinstance(replies, Mapping):
+                self._script_rules.extend(replies.items())
+            else:
+                self._script_queue.extend(replies)
+
+    def clear_script(self) -> None:
+        """Drop every scripted rule and queued reply."""
+        with self._script_lock:
+            self._script_rules.clear()
+            self._script_queue.clear()
+
+    @property
+    def scripted_left(self) -> int:
+        """How many queued replies no call has taken yet."""
+        with self._script_lock:
+            return len(self._script_queue)
+
+    def _scripted_reply(self, body: dict[str, Any]) -> str | None:
+        users = [m for m in body.get("messages", []) if m.get("role") == "user"]
+        content = users[-1].get("content") if users else ""
+        text = content if isinstance(content, str) else str(content)
+        with self._script_lock:
+            for needle, reply in self._script_rules:
+                if needle in text:
+                    return reply
+            if self._script_queue:
+                return self._script_queue.popleft()
+        return None
 
     def _authorized(self, request: web.Request) -> bool:
         return (
@@ -187,6 +234,13 @@ class FakeOpenAI:
                 status=200,
                 content_type="text/html",
             )
+        if model == "scripted":
+            reply = self._scripted_reply(body)
+            if reply is None:
+                return _error(
+                    500, "no scripted reply is left for this request", "server_error"
+                )
+            return _json(self._completion(body, reply))
         if body.get("stream"):
             return await self._stream(request, body, slow=fault == "slow")
         return _json(self._completion(body))
@@ -238,8 +292,8 @@ class FakeOpenAI:
         content = users[-1].get("content") if users else ""
         return isinstance(content, str) and "weather" in content
 
-    def _completion(self, body: dict[str, Any]) -> dict[str, Any]:
-        message: dict[str, Any] = {"role": "assistant", "content": ANSWER}
+    def _completion(self, body: dict[str, Any], answer: str = ANSWER) -> dict[str, Any]:
+        message: dict[str, Any] = {"role": "assistant", "content": answer}
         if body.get("model") == "echo":
             # Answers with the messages it was sent, so tests can see a prompt.
             message["content"] = "\n".join(

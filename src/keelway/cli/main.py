@@ -12,7 +12,18 @@ from pathlib import Path
 import click
 
 from keelway import __version__
-from keelway.cli import audit, experiments, keys, prompts, route, serve, traces, users
+from keelway.cli import (
+    audit,
+    datasets,
+    evals,
+    experiments,
+    keys,
+    prompts,
+    route,
+    serve,
+    traces,
+    users,
+)
 from keelway.cli.options import DEFAULT_CONFIG
 
 
@@ -51,6 +62,8 @@ cli.add_command(users.users)
 cli.add_command(prompts.prompt)
 cli.add_command(audit.audit)
 cli.add_command(experiments.experiment)
+cli.add_command(datasets.dataset)
+cli.add_command(evals.eval_group)
 
 
 def main() -> None:

@@ -66,6 +66,7 @@ def _registry(config: Config, database: Database) -> PromptRegistry:
         database,
         AuditLog(database),
         protected_labels=tuple(config.prompts.protected_labels),
+        gated_labels=tuple(config.prompts.gated_labels),
     )
 
 

@@ -11,12 +11,15 @@ from typing import Any
 
 import click
 
-from keelway.cli.identity import current_principal
+from keelway.cli.identity import current_principal, format_time
 from keelway.cli.options import config_option, open_store, resolve_config
 from keelway.store.traces import MIN_PREFIX, USAGE_GROUPS, TraceStore, UsageRow
 
 _DURATION = re.compile(r"^(\d+)\s*([smhdw])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+# Characters of a score comment that ``traces show`` prints; --json has it whole.
+MAX_COMMENT_SHOWN = 200
 
 SINCE_HELP = (
     "Only traces newer than this: a duration back from now in seconds, minutes, "
@@ -141,7 +144,7 @@ def list_traces(
 @click.option("--json", "as_json", is_flag=True, help="Print the trace as JSON.")
 @config_option
 def show_trace(trace_id: str, as_json: bool, config_path: Path | None) -> None:
-    """Show one trace, by trace id or request id, with its spans."""
+    """Show one trace, by trace id or request id, with its spans and scores."""
     trace = _store(config_path).get(trace_id)
     if trace is None:
         raise click.ClickException(_not_found(trace_id))
@@ -186,6 +189,7 @@ def show_trace(trace_id: str, as_json: bool, config_path: Path | None) -> None:
         duration = "clock skew" if span["clock_skew"] else _ms(span["duration_ms"])
         error = f"  {span['error']}" if span["error"] else ""
         click.echo(f"  {span['name']:12} {duration:>10}  {span['status']}{error}")
+    _echo_scores(trace["scores"])
     for label, key in (("request", "request_body"), ("response", "response_body")):
         if trace[key] is not None:
             size = f" ({trace[key.replace('body', 'size')]} bytes" + (
@@ -193,6 +197,36 @@ def show_trace(trace_id: str, as_json: bool, config_path: Path | None) -> None:
             )
             click.echo(f"{label}{size}:")
             click.echo(f"  {trace[key]}")
+
+
+def _echo_scores(scores: list[dict[str, Any]]) -> None:
+    """Print a trace's scores, oldest first with times in UTC, or print "none"."""
+    if not scores:
+        click.echo("scores:    none")
+        return
+    click.echo("scores:")
+    for score in scores:
+        line = (
+            f"  {_one_line(score['name']):16} {score['value']:.2f}  "
+            f"{_one_line(score['source']):12} by {_one_line(score['author'] or '-')}  "
+            f"{format_time(score['created_at'])}"
+        )
+        if score["comment"]:
+            line += f'  "{_one_line(score["comment"], MAX_COMMENT_SHOWN)}"'
+        click.echo(line)
+
+
+def _one_line(text: str, limit: int | None = None) -> str:
+    """Return ``text`` on one line, control characters as spaces, cut to ``limit``.
+
+    Comments and names come from client applications, so a newline or a
+    terminal escape sequence in them must not reach the terminal as such.
+    """
+    printable = "".join(char if char.isprintable() else " " for char in text)
+    collapsed = " ".join(printable.split())
+    if limit is not None and len(collapsed) > limit:
+        return collapsed[: limit - 1] + "…"
+    return collapsed
 
 
 def _prompt_line(trace: dict[str, Any]) -> str:
@@ -262,7 +296,12 @@ def _token_detail(trace: dict[str, Any]) -> str:
 def usage(
     by: str, since: datetime | None, as_json: bool, config_path: Path | None
 ) -> None:
-    """Sum requests, tokens and cost per group of traces."""
+    """Sum requests, tokens and cost per group of traces, with user feedback.
+
+    FEEDBACK counts the scores sent to POST /v1/feedback on the group's
+    traces and FB MEAN is their mean value (thumbs up is 1, down is 0);
+    a group without feedback shows "-" in both.
+    """
     rows = _store(config_path).usage(by=by, since=since)
     if as_json:
         for row in rows:
@@ -270,15 +309,17 @@ def usage(
         return
     click.echo(
         f"{by.upper():24} {'REQUESTS':>9} {'ERRORS':>7} {'INPUT':>10} {'CACHED':>10} "
-        f"{'OUTPUT':>10} {'COST':>14}"
+        f"{'OUTPUT':>10} {'COST':>14} {'FEEDBACK':>9} {'FB MEAN':>8}"
     )
     for row in rows:
         cost = f"${row.cost_usd:.6f}" + ("*" if row.unpriced else "")
         cached = row.cache_read_tokens + row.cache_write_tokens
+        feedback = "-" if row.feedback_count == 0 else str(row.feedback_count)
+        mean = "-" if row.feedback_mean is None else f"{row.feedback_mean:.2f}"
         click.echo(
             f"{(row.group or '-')[:24]:24} {row.requests:>9} {row.errors:>7} "
             f"{row.input_tokens:>10} {cached:>10} "
-            f"{row.output_tokens:>10} {cost:>14}"
+            f"{row.output_tokens:>10} {cost:>14} {feedback:>9} {mean:>8}"
         )
     if any(row.unpriced for row in rows):
         click.echo(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -15,6 +16,8 @@ from starlette.responses import Response
 from keelway import __version__
 from keelway.cache import build_exact_cache, build_semantic_cache
 from keelway.config import Config
+from keelway.evals.base import Services
+from keelway.evals.client import self_client
 from keelway.experiments.store import ExperimentStore
 from keelway.gateway import (
     admin_routes,
@@ -34,6 +37,7 @@ from keelway.gateway.shadow import ShadowRunner
 from keelway.governance import AuditLog
 from keelway.limits import build_limiters
 from keelway.monitoring.metrics import Metrics
+from keelway.monitoring.online import OnlineEvaluator
 from keelway.prompts.registry import PromptRegistry
 from keelway.prompts.render import Renderer
 from keelway.prompts.resolver import PromptResolver
@@ -49,6 +53,8 @@ log = logging.getLogger(__name__)
 
 # Seconds shutdown waits for running shadow calls before cancelling them.
 SHADOW_DRAIN_SECONDS = 10.0
+# Seconds shutdown waits for queued online evaluations.
+ONLINE_DRAIN_SECONDS = 10.0
 
 
 def response_cache(
@@ -88,7 +94,12 @@ def create_app(config: Config, database: Database) -> FastAPI:
     )
     rate, budgets = build_limiters(config.limits, database)
     audit = AuditLog(database)
-    registry = PromptRegistry(database, audit, tuple(config.prompts.protected_labels))
+    registry = PromptRegistry(
+        database,
+        audit,
+        tuple(config.prompts.protected_labels),
+        tuple(config.prompts.gated_labels),
+    )
     experiments = ExperimentStore(database, audit)
     renderer = Renderer()
     resolver = PromptResolver(registry, experiments, config.prompts.check_interval)
@@ -113,6 +124,10 @@ def create_app(config: Config, database: Database) -> FastAPI:
         config.prompts.shadow_delay_ms / 1000,
     )
     pipeline.shadows = shadows
+    online = None
+    if config.evals.online.enabled and config.evals.online.evaluators:
+        online = OnlineEvaluator(config.evals.online, database, metrics)
+        writer.listeners.append(online.offer)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -120,7 +135,15 @@ def create_app(config: Config, database: Database) -> FastAPI:
         await router.start()
         log.info("gateway started with %d models", len(router.groups))
         try:
-            yield
+            async with contextlib.AsyncExitStack() as stack:
+                if online is not None:
+                    # Judge and embedding calls go through this same app.
+                    client = await stack.enter_async_context(
+                        self_client(app, config.evals.embedding_model)
+                    )
+                    online.start(Services(embed=client.embed, judge=client.judge))
+                    stack.push_async_callback(online.stop, ONLINE_DRAIN_SECONDS)
+                yield
         finally:
             await shadows.drain(SHADOW_DRAIN_SECONDS)
             await writer.stop()

@@ -24,22 +24,36 @@ class Permission(StrEnum):
     READ_EXPERIMENTS = "experiments.read"
     MANAGE_EXPERIMENTS = "experiments.manage"
     READ_AUDIT = "audit.read"
+    READ_EVALS = "evals.read"
+    WRITE_DATASETS = "datasets.write"
+    RUN_EVALS = "evals.run"
 
 
-_READ = {Permission.READ_PROMPTS, Permission.READ_EXPERIMENTS}
+_READ = {Permission.READ_PROMPTS, Permission.READ_EXPERIMENTS, Permission.READ_EVALS}
 
 ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
     "admin": frozenset(Permission),
     # Approvers review versions and move labels, protected ones included.
-    "approver": frozenset({*_READ, Permission.REVIEW_PROMPTS, Permission.MOVE_LABELS}),
-    # Prompt engineers write versions and run experiments; only approved
-    # versions can take a protected label, whoever moves it.
+    # They run eval gates too, which a protected label can require.
+    "approver": frozenset(
+        {
+            *_READ,
+            Permission.REVIEW_PROMPTS,
+            Permission.MOVE_LABELS,
+            Permission.RUN_EVALS,
+        }
+    ),
+    # Prompt engineers write versions and datasets and run experiments and
+    # evals. Only approved versions can take a protected label, whoever
+    # moves it.
     "prompt_engineer": frozenset(
         {
             *_READ,
             Permission.WRITE_PROMPTS,
             Permission.MOVE_LABELS,
             Permission.MANAGE_EXPERIMENTS,
+            Permission.WRITE_DATASETS,
+            Permission.RUN_EVALS,
         }
     ),
     # Operators run the service: keys, label moves and rollbacks, experiments.
@@ -49,6 +63,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
             Permission.MANAGE_KEYS,
             Permission.MOVE_LABELS,
             Permission.MANAGE_EXPERIMENTS,
+            Permission.RUN_EVALS,
         }
     ),
     "auditor": frozenset({*_READ, Permission.READ_AUDIT}),

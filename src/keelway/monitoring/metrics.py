@@ -54,6 +54,26 @@ class Metrics:
             ("model", "deployment", "kind"),
             registry=self.registry,
         )
+        self.online_eval_results = Counter(
+            "keelway_online_eval_results",
+            "Online evaluation verdicts on sampled traces, by evaluator and "
+            "outcome (pass, fail, error).",
+            ("evaluator", "outcome"),
+            registry=self.registry,
+        )
+        self.online_eval_failure_ratio = Gauge(
+            "keelway_online_eval_failure_ratio",
+            "Share of failed checks among the evaluator's latest scored traces;"
+            " for faithfulness this is the hallucination rate.",
+            ("evaluator",),
+            registry=self.registry,
+        )
+        self.online_eval_dropped = Counter(
+            "keelway_online_eval_dropped",
+            "Sampled traces not evaluated because the online evaluation queue "
+            "was full.",
+            registry=self.registry,
+        )
         self.cost = Counter(
             "keelway_cost_usd",
             "Cost in USD of priced requests.",

@@ -35,6 +35,7 @@ from keelway.prompts.versioning import (
 )
 from keelway.store.database import Database, as_utc
 from keelway.store.models import (
+    EvalGate,
     LabelMove,
     Prompt,
     PromptLabel,
@@ -173,10 +174,12 @@ class PromptRegistry:
         database: Database,
         audit: AuditLog,
         protected_labels: tuple[str, ...] = ("production",),
+        gated_labels: tuple[str, ...] = (),
     ) -> None:
         self.database = database
         self.audit = audit
         self.protected_labels = protected_labels
+        self.gated_labels = gated_labels
 
     # Reading
 
@@ -507,7 +510,9 @@ class PromptRegistry:
         """Point a label at a version; return the previous and the new version.
 
         A protected label takes approved versions only, and no label takes a
-        rejected one.
+        rejected one. A gated label takes a version only when its newest eval
+        gate against the label's current version passed; the move records
+        that gate.
         """
         _check_label(label)
         target = f"prompt:{name}#{label}"
@@ -515,6 +520,17 @@ class PromptRegistry:
             prompt = self._prompt(session, name)
             row = self._version_row(session, prompt, version)
             team, status = prompt.team, row.status
+            current = session.get(PromptLabel, (prompt.id, label))
+            current_version = (
+                self._version_by_id(session, current.version_id).version
+                if current is not None
+                else None
+            )
+            gate = (
+                self._gate(session, name, row.version, current_version)
+                if label in self.gated_labels and current_version != row.version
+                else None
+            )
         self.audit.require(
             actor, Permission.MOVE_LABELS, "prompt.label", target, team=team
         )
@@ -537,17 +553,43 @@ class PromptRegistry:
                 team=team,
                 details={"version": version},
             )
+        needs_gate = label in self.gated_labels and current_version != row.version
+        if needs_gate and (gate is None or not gate.passed):
+            raise self.audit.deny(
+                actor,
+                "prompt.label",
+                target,
+                _gate_refusal(name, label, row.version, current_version, gate),
+                team=team,
+                details={
+                    "version": row.version,
+                    "eval_gate": gate.id if gate is not None else None,
+                },
+            )
+        details: dict[str, Any] = {"from": current_version, "to": row.version}
+        if gate is not None:
+            details["eval_gate"] = gate.id
+            details["eval_run"] = gate.candidate_run_id
         with self.database.session() as session, session.begin():
             prompt = self._prompt(session, name)
             row = self._version_row(session, prompt, version)
-            previous = self._move(session, prompt, label, row, actor, "set")
+            previous = self._move(
+                session,
+                prompt,
+                label,
+                row,
+                actor,
+                "set",
+                gate.id if gate is not None else None,
+            )
+            details["from"] = previous
             self.audit.add(
                 session,
                 actor,
                 "prompt.label",
                 target,
                 team=prompt.team,
-                details={"from": previous, "to": row.version},
+                details=details,
             )
             bump_generation(session)
             return previous, row.version
@@ -665,6 +707,7 @@ class PromptRegistry:
         row: PromptVersion,
         actor: Principal,
         action: str,
+        eval_gate_id: str | None = None,
     ) -> str | None:
         now = datetime.now(UTC)
         current = session.get(PromptLabel, (prompt.id, label))
@@ -695,9 +738,26 @@ class PromptRegistry:
                 action=action,
                 actor=actor.name,
                 at=now,
+                eval_gate_id=eval_gate_id,
             )
         )
         return previous
+
+    @staticmethod
+    def _gate(
+        session: Session, name: str, version: str, baseline: str | None
+    ) -> EvalGate | None:
+        """Return the newest gate of ``version`` against ``baseline``.
+
+        With no baseline (the label points nowhere yet) any gate of the
+        version counts.
+        """
+        query = select(EvalGate).where(
+            EvalGate.prompt == name, EvalGate.candidate_version == version
+        )
+        if baseline is not None:
+            query = query.where(EvalGate.baseline_version == baseline)
+        return session.scalar(query.order_by(EvalGate.created_at.desc()).limit(1))
 
     def _add_version(
         self,
@@ -857,6 +917,24 @@ def bump_generation(session: Session) -> None:
         update(RegistryState)
         .where(RegistryState.id == 1)
         .values(generation=RegistryState.generation + 1)
+    )
+
+
+def _gate_refusal(
+    name: str, label: str, version: str, current: str | None, gate: EvalGate | None
+) -> str:
+    against = f" against {name}@{current}" if current else ""
+    baseline = f" --baseline {name}@{current}" if current else ""
+    if gate is None:
+        return (
+            f"label {label!r} is gated: {name}@{version} needs a passing eval gate"
+            f"{against} first; run 'keelway eval gate --candidate {name}@{version}"
+            f"{baseline} --dataset DATASET'"
+        )
+    reasons = "; ".join(gate.reasons) or "it failed"
+    return (
+        f"label {label!r} is gated and the newest eval gate of {name}@{version}"
+        f"{against} failed: {reasons}"
     )
 
 

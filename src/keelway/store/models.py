@@ -272,6 +272,8 @@ class LabelMove(Base):
     action: Mapped[str] = mapped_column(String(20))
     actor: Mapped[str] = mapped_column(String(200))
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # The passing eval gate that allowed a move onto a gated label.
+    eval_gate_id: Mapped[str | None] = mapped_column(String(32))
 
 
 class RegistryState(Base):
@@ -349,3 +351,136 @@ class TraceScore(Base):
     comment: Mapped[str | None] = mapped_column(Text)
     author: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Dataset(Base):
+    """A named, versioned collection of eval cases."""
+
+    __tablename__ = "datasets"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    team: Mapped[str | None] = mapped_column(String(200))
+    description: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_by: Mapped[str] = mapped_column(String(200))
+
+
+class DatasetVersion(Base):
+    """One immutable version of a dataset; every change makes a new one."""
+
+    __tablename__ = "dataset_versions"
+    __table_args__ = (
+        UniqueConstraint("dataset_id", "version", name="uq_dataset_versions"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    dataset_id: Mapped[str] = mapped_column(
+        ForeignKey("datasets.id", ondelete="CASCADE")
+    )
+    version: Mapped[int] = mapped_column(Integer)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    case_count: Mapped[int] = mapped_column(Integer)
+    # Evaluator specs that runs of this version use unless told otherwise.
+    evaluators: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    message: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_by: Mapped[str] = mapped_column(String(200))
+
+
+class DatasetCase(Base):
+    """One case of one dataset version."""
+
+    __tablename__ = "dataset_cases"
+    __table_args__ = (
+        UniqueConstraint("version_id", "key", name="uq_dataset_cases_key"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    version_id: Mapped[str] = mapped_column(
+        ForeignKey("dataset_versions.id", ondelete="CASCADE")
+    )
+    position: Mapped[int] = mapped_column(Integer)
+    key: Mapped[str] = mapped_column(String(200))
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class EvalRun(Base):
+    """One run of a prompt version over a dataset version."""
+
+    __tablename__ = "eval_runs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    prompt: Mapped[str] = mapped_column(String(128), index=True)
+    prompt_version: Mapped[str] = mapped_column(String(40))
+    # The reference as given: a label shows which version it meant then.
+    prompt_reference: Mapped[str] = mapped_column(String(200))
+    dataset: Mapped[str] = mapped_column(String(128))
+    dataset_version: Mapped[int] = mapped_column(Integer)
+    evaluators: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON)
+    trials: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(20))
+    error: Mapped[str | None] = mapped_column(Text)
+    summary: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_by: Mapped[str] = mapped_column(String(200))
+
+
+class EvalResult(Base):
+    """One case in one trial of a run: the output and its scores."""
+
+    __tablename__ = "eval_results"
+    __table_args__ = (
+        UniqueConstraint("run_id", "case_key", "trial", name="uq_eval_results"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("eval_runs.id", ondelete="CASCADE"))
+    case_key: Mapped[str] = mapped_column(String(200))
+    trial: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(20))
+    output: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    latency_ms: Mapped[float | None] = mapped_column(Float)
+    cost_usd: Mapped[float | None] = mapped_column(Float)
+    input_tokens: Mapped[int | None] = mapped_column(Integer)
+    output_tokens: Mapped[int | None] = mapped_column(Integer)
+    cached: Mapped[bool] = mapped_column(Boolean, default=False)
+    trace_id: Mapped[str | None] = mapped_column(String(32))
+    must_pass: Mapped[bool] = mapped_column(Boolean, default=False)
+    tags: Mapped[list[str] | None] = mapped_column(JSON)
+    # [{"evaluator", "status", "value", "passed", "reason", "details"}]
+    scores: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+
+
+class EvalCacheEntry(Base):
+    """A model output an eval produced, reused by reruns with the same key."""
+
+    __tablename__ = "eval_cache"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    value: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class EvalGate(Base):
+    """A gate decision: a candidate version against a baseline on a dataset."""
+
+    __tablename__ = "eval_gates"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    prompt: Mapped[str] = mapped_column(String(128), index=True)
+    candidate_version: Mapped[str] = mapped_column(String(40))
+    baseline_version: Mapped[str | None] = mapped_column(String(40))
+    dataset: Mapped[str] = mapped_column(String(128))
+    dataset_version: Mapped[int] = mapped_column(Integer)
+    candidate_run_id: Mapped[str] = mapped_column(String(32))
+    baseline_run_id: Mapped[str | None] = mapped_column(String(32))
+    passed: Mapped[bool] = mapped_column(Boolean)
+    reasons: Mapped[list[str]] = mapped_column(JSON)
+    policy: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_by: Mapped[str] = mapped_column(String(200))

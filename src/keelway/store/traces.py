@@ -1,4 +1,4 @@
-"""Reading traces back: listing, one trace with its spans, and usage sums."""
+"""Reading traces back: listing, one trace with its spans and scores, usage sums."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from keelway.store.database import Database
-from keelway.store.models import Span, Trace
+from keelway.store.models import Span, Trace, TraceScore
 
 # Shortest trace id prefix accepted in place of a whole id, as git does for hashes.
 MIN_PREFIX = 6
@@ -44,6 +44,14 @@ def span_dict(span: Span) -> dict[str, Any]:
     return {column.name: getattr(span, column.key) for column in Span.__table__.columns}
 
 
+def score_dict(score: TraceScore) -> dict[str, Any]:
+    """Return every column of a trace score as a plain dict."""
+    return {
+        column.name: getattr(score, column.key)
+        for column in TraceScore.__table__.columns
+    }
+
+
 @dataclass(frozen=True, slots=True)
 class UsageRow:
     """Tokens and cost summed over one group of traces."""
@@ -58,6 +66,10 @@ class UsageRow:
     reasoning_tokens: int
     cost_usd: float
     unpriced: int
+    # Scores with source "feedback" on the group's traces, every row counted;
+    # the mean is None when the group has none.
+    feedback_count: int = 0
+    feedback_mean: float | None = None
 
 
 class TraceStore:
@@ -100,8 +112,14 @@ class TraceStore:
             spans = session.scalars(
                 select(Span).where(Span.trace_id == trace.id).order_by(Span.started_at)
             )
+            scores = session.scalars(
+                select(TraceScore)
+                .where(TraceScore.trace_id == trace.id)
+                .order_by(TraceScore.created_at, TraceScore.id)
+            )
             result = trace_dict(trace)
             result["spans"] = [span_dict(span) for span in spans]
+            result["scores"] = [score_dict(score) for score in scores]
             return result
 
     @staticmethod
@@ -118,9 +136,21 @@ class TraceStore:
             return int(session.scalar(select(func.count()).select_from(Trace)) or 0)
 
     def usage(self, by: str = "model", since: datetime | None = None) -> list[UsageRow]:
-        """Sum tokens and cost per group, the costliest group first."""
+        """Sum tokens, cost and user feedback per group, the costliest group first."""
         column = USAGE_GROUPS[by]
         cost = func.coalesce(func.sum(Trace.cost_usd), 0.0)
+        # Feedback is summed per trace first, so the outer join adds at most
+        # one row per trace and leaves the request and token sums unchanged.
+        feedback = (
+            select(
+                TraceScore.trace_id,
+                func.count().label("count"),
+                func.sum(TraceScore.value).label("total"),
+            )
+            .where(TraceScore.source == "feedback")
+            .group_by(TraceScore.trace_id)
+            .subquery()
+        )
         query = (
             select(
                 column,
@@ -138,7 +168,11 @@ class TraceStore:
                         else_=0,
                     )
                 ),
+                func.coalesce(func.sum(feedback.c.count), 0),
+                func.coalesce(func.sum(feedback.c.total), 0.0),
             )
+            .select_from(Trace)
+            .outerjoin(feedback, feedback.c.trace_id == Trace.id)
             .group_by(column)
             .order_by(cost.desc())
         )
@@ -157,6 +191,8 @@ class TraceStore:
                     reasoning_tokens=int(row[7]),
                     cost_usd=float(row[8]),
                     unpriced=int(row[9] or 0),
+                    feedback_count=int(row[10]),
+                    feedback_mean=float(row[11]) / int(row[10]) if row[10] else None,
                 )
                 for row in session.execute(query)
             ]

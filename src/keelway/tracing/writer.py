@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from typing import Any, Literal
 
 from sqlalchemy import insert, select
@@ -61,6 +62,8 @@ class TraceWriter:
         self._last_drop_log = 0.0
         self._task: asyncio.Task[None] | None = None
         self._pending: set[asyncio.Task[None]] = set()
+        # Called with each batch once it is stored; must return at once.
+        self.listeners: list[Callable[[list[TraceRecord]], None]] = []
 
     async def start(self) -> None:
         """Start the writer task."""
@@ -128,6 +131,11 @@ class TraceWriter:
             batch = await self._collect_batch()
             self.metrics.trace_queue.set(self.queue.qsize())
             await self._write_with_retry(batch)
+            for listener in self.listeners:
+                try:
+                    listener(batch)
+                except Exception:  # noqa: BLE001 - a listener must not stop writes
+                    log.exception("trace batch listener %r failed", listener)
             for _ in batch:
                 self.queue.task_done()
 

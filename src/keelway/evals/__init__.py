@@ -1,0 +1,1 @@
+"""Evaluation: datasets, evaluators, the runner, comparisons and the gate."""
