@@ -4,7 +4,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: serve test test-sqlite test-postgres bench lint
+.PHONY: serve test test-sqlite test-postgres scenario bench lint
 
 $(BIN)/keelway: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ test-sqlite: $(BIN)/keelway
 
 test-postgres: $(BIN)/keelway
 	KEELWAY_TEST_DB=postgresql $(BIN)/python -m pytest
+
+# Gate a prompt change on the golden set with the local model, offline.
+scenario: $(BIN)/keelway
+	bash examples/python-reference/scenario.sh
 
 bench: $(BIN)/keelway
 	$(BIN)/python bench/gateway_overhead.py

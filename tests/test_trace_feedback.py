@@ -25,7 +25,8 @@ from tests.servers import KeelwayServer
 
 MODELS = ["gpt-4o", "o4-mini", "unpriced-model"]
 UNICODE_COMMENT = "très bien — 👍 Ünïcödé, 日本語も大丈夫"
-# Several lines and longer than the 200 characters ``traces show`` prints.
+# A comment of several lines, longer than the 200 characters that
+# ``traces show`` prints.
 LONG_COMMENT = "first line\nsecond line\t" + "é" * 300
 # Existing ``usage --json`` fields, which the feedback columns must not change.
 USAGE_FIELDS = {
@@ -158,7 +159,7 @@ def scored(server: KeelwayServer) -> Scored:
 
 
 class Reader:
-    """Runs read-only ``keelway`` commands once each and keeps their output.
+    """Runner of read-only ``keelway`` commands that keeps each one's output.
 
     Every command starts a Python process, and the tests only read, so they
     share one run of each command.
@@ -272,7 +273,7 @@ def test_other_key_feedback_rejected(cli: Reader, scored: Scored) -> None:
 
 def test_usage_json_feedback(cli: Reader, scored: Scored) -> None:
     rows = _usage_json(cli)
-    # gpt-4o: thumbs up 1, score 0.4 (same trace) and thumbs down 0; the
+    # gpt-4o has thumbs up 1, score 0.4 (same trace) and thumbs down 0. The
     # online_eval score and the unscored trace do not count.
     assert rows["gpt-4o"]["feedback_count"] == 3
     assert rows["gpt-4o"]["feedback_mean"] == pytest.approx(1.4 / 3)

@@ -237,10 +237,9 @@ def add_from_traces(
         except NotFound:
             existing = []
         known = {case["id"] for case in existing}
-        cases, skipped = cases_from_traces(
-            database, parsed, limit, expected_from_output
+        fresh, skipped = cases_from_traces(
+            database, parsed, limit, expected_from_output, known
         )
-        fresh = [case for case in cases if case["id"] not in known]
         if not fresh:
             raise click.ClickException(
                 f"no new trace matches; {skipped} matching traces had no stored "

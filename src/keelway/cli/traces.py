@@ -18,7 +18,8 @@ from keelway.store.traces import MIN_PREFIX, USAGE_GROUPS, TraceStore, UsageRow
 _DURATION = re.compile(r"^(\d+)\s*([smhdw])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
-# Characters of a score comment that ``traces show`` prints; --json has it whole.
+# Max characters of a score comment that ``traces show`` prints. The --json
+# output contains the whole comment.
 MAX_COMMENT_SHOWN = 200
 
 SINCE_HELP = (
@@ -299,8 +300,8 @@ def usage(
     """Sum requests, tokens and cost per group of traces, with user feedback.
 
     FEEDBACK counts the scores sent to POST /v1/feedback on the group's
-    traces and FB MEAN is their mean value (thumbs up is 1, down is 0);
-    a group without feedback shows "-" in both.
+    traces and FB MEAN is their mean value, where thumbs up is 1 and down
+    is 0. A group without feedback shows "-" in both.
     """
     rows = _store(config_path).usage(by=by, since=since)
     if as_json:

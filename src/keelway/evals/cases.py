@@ -26,7 +26,7 @@ import io
 import math
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,7 @@ CASE_FIELDS = frozenset(
     {"id", "variables", "messages", "expected", "context", "tags", "must_pass"}
     | {"metadata", "input", "vars"}
 )
+YAML_FIELDS = frozenset({"name", "description", "evaluators", "cases"})
 CSV_FIELDS = ("id", "expected", "context", "tags", "must_pass", "messages")
 TRUE_WORDS = frozenset({"1", "true", "yes", "y"})
 FALSE_WORDS = frozenset({"", "0", "false", "no", "n"})
@@ -69,7 +70,6 @@ class DatasetFile:
     name: str | None = None
     description: str | None = None
     evaluators: list[dict[str, Any]] | None = None
-    gate: dict[str, Any] = field(default_factory=dict)
 
 
 def _shown(value: Any) -> str:
@@ -118,12 +118,15 @@ class _ValueCheck:
             return 1, 0
         if isinstance(value, float):
             if not math.isfinite(value):
-                raise CaseError(f"{where}: {name} holds {value}, which JSON cannot")
+                raise CaseError(
+                    f"{where}: {name} holds {value}, which is not a JSON number"
+                )
             return 1, 0
         if not isinstance(value, list | dict):
             raise CaseError(
                 f"{where}: {name} holds a {type(value).__name__} value; use "
-                "strings, numbers, booleans, null, lists and mappings (quote dates)"
+                "strings, numbers, booleans, null, lists and mappings, and quote "
+                "a date to keep it as text"
             )
         known = self.measured.get(id(value))
         if known is None:
@@ -310,32 +313,93 @@ def file_format(path: Path, given: str | None = None) -> str:
     )
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's SafeLoader, but a repeated mapping key is an error instead of
+    silently replacing the earlier value."""
+
+    def construct_mapping(
+        self, node: yaml.MappingNode, deep: bool = False
+    ) -> dict[Any, Any]:
+        self.flatten_mapping(node)
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"found duplicate key {_shown(key)}",
+                    key_node.start_mark,
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def _yaml_error(error: yaml.YAMLError) -> CaseError:
+    """Return a YAML syntax error as one line with its position."""
+    if isinstance(error, yaml.MarkedYAMLError):
+        mark = error.problem_mark or error.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = error.problem or error.context or "syntax error"
+        return CaseError(f"invalid YAML{where}: {problem}")
+    if isinstance(error, yaml.reader.ReaderError):
+        # Its second line names "<unicode string>", which helps nobody.
+        return CaseError(f"invalid YAML: {str(error).splitlines()[0]}")
+    return CaseError("invalid YAML: " + " ".join(str(error).split()))
+
+
+def check_evaluators(specs: Sequence[Any], where: str = "evaluators") -> None:
+    """Raise CaseError unless every spec builds an evaluator.
+
+    A spec's ``tolerance`` is a gate setting, so it is not passed to the
+    evaluator (see ``keelway.evals.runner.build_evaluators``).
+    """
+    from keelway.evals.base import EvaluatorConfigError
+    from keelway.evals.evaluators import build
+
+    values = _ValueCheck()
+    for position, spec in enumerate(specs):
+        item = f"{where}[{position}]"
+        if not isinstance(spec, dict | str):
+            raise CaseError(f"{item}: an evaluator spec is a kind or a mapping")
+        values.check(spec, item, "the spec")
+        if isinstance(spec, dict):
+            if not isinstance(spec.get("kind"), str):
+                raise CaseError(f"{item}: the spec needs a 'kind' string")
+            spec = {name: value for name, value in spec.items() if name != "tolerance"}
+        try:
+            build(spec)
+        except EvaluatorConfigError as error:
+            raise CaseError(f"{item}: {' '.join(str(error).split())}") from None
+
+
 def parse_yaml(text: str) -> DatasetFile:
     """Parse a YAML dataset: a mapping with ``cases``, or a bare list of cases."""
     try:
-        document = yaml.safe_load(text)
+        document = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader
     except yaml.YAMLError as error:
-        raise CaseError(f"invalid YAML: {error}") from None
+        raise _yaml_error(error) from None
+    except RecursionError:
+        raise CaseError("invalid YAML: nested too deeply") from None
     if isinstance(document, list):
         return DatasetFile(normalize_cases(document))
     if not isinstance(document, dict) or not isinstance(document.get("cases"), list):
         raise CaseError("a YAML dataset must be a mapping with a list of 'cases'")
-    unknown = sorted(
-        set(document) - {"name", "description", "evaluators", "cases", "gate"}
-    )
+    unknown = sorted(str(name) for name in set(document) - YAML_FIELDS)
     if unknown:
-        raise CaseError(f"unknown top-level fields {unknown} in the YAML dataset")
+        shown = ", ".join(_shown(name) for name in unknown[:5])
+        raise CaseError(f"unknown top-level fields {shown} in the YAML dataset")
     evaluators = document.get("evaluators")
-    if evaluators is not None and (
-        not isinstance(evaluators, list)
-        or not all(isinstance(item, dict | str) for item in evaluators)
-    ):
-        raise CaseError("evaluators must be a list of evaluator specs")
-    gate = document.get("gate") or {}
-    if not isinstance(gate, dict):
-        raise CaseError("gate must be a mapping of gate settings")
+    if evaluators is not None:
+        if not isinstance(evaluators, list):
+            raise CaseError("evaluators must be a list of evaluator specs")
+        check_evaluators(evaluators)
     name = document.get("name")
     description = document.get("description")
+    if isinstance(description, str) and "\x00" in description:
+        raise CaseError("description must not contain NUL characters")
     return DatasetFile(
         normalize_cases(document["cases"]),
         name=name if isinstance(name, str) else None,
@@ -345,21 +409,26 @@ def parse_yaml(text: str) -> DatasetFile:
             for item in evaluators or []
         ]
         or None,
-        gate=gate,
     )
+
+
+def _jsonl_cases(text: str) -> Iterator[Any]:
+    # Only \n ends a line: str.splitlines would also split at U+2028 and
+    # U+0085, which JSON strings may hold unescaped.
+    for number, line in enumerate(text.split("\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            yield orjson.loads(line)
+        except orjson.JSONDecodeError as error:
+            raise CaseError(f"line {number}: invalid JSON: {error}") from None
 
 
 def parse_jsonl(text: str) -> DatasetFile:
     """Parse one JSON case per line; blank lines are skipped."""
-    raws = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            raws.append(orjson.loads(line))
-        except orjson.JSONDecodeError as error:
-            raise CaseError(f"line {number}: invalid JSON: {error}") from None
-    return DatasetFile(normalize_cases(raws))
+    # A generator, so a file with too many cases is rejected before the rest
+    # of it is parsed.
+    return DatasetFile(normalize_cases(_jsonl_cases(text)))
 
 
 def _csv_bool(value: str, row: int) -> bool:
@@ -368,52 +437,79 @@ def _csv_bool(value: str, row: int) -> bool:
         return True
     if word in FALSE_WORDS:
         return False
-    raise CaseError(f"row {row}: must_pass must be true or false, not {value!r}")
+    raise CaseError(f"row {row}: must_pass must be true or false, not {_shown(value)}")
+
+
+def _csv_cases(reader: csv.DictReader[str]) -> Iterator[dict[str, Any]]:
+    row_number = 1
+    try:
+        for row_number, row in enumerate(reader, 2):
+            yield _csv_case(row, row_number)
+    except csv.Error as error:
+        raise CaseError(f"row {row_number + 1}: invalid CSV: {error}") from None
+
+
+def _csv_case(row: dict[str | Any, Any], row_number: int) -> dict[str, Any]:
+    if None in row:
+        raise CaseError(f"row {row_number}: more cells than header columns")
+    raw: dict[str, Any] = {"variables": {}}
+    for column, value in row.items():
+        value = value or ""
+        if column == "id":
+            if value:
+                raw["id"] = value
+        elif column in ("expected", "context"):
+            if value:
+                raw[column] = value
+        elif column == "tags":
+            tags = [tag.strip() for tag in value.split(",") if tag.strip()]
+            if tags:
+                raw["tags"] = tags
+        elif column == "must_pass":
+            if value.strip():
+                raw["must_pass"] = _csv_bool(value, row_number)
+        elif column == "messages":
+            if value:
+                try:
+                    raw["messages"] = orjson.loads(value)
+                except orjson.JSONDecodeError as error:
+                    raise CaseError(
+                        f"row {row_number}: messages is not JSON: {error}"
+                    ) from None
+        else:
+            raw["variables"][column] = value
+    return raw
 
 
 def parse_csv(text: str) -> DatasetFile:
     """Parse a CSV file with a header row; see the module docstring."""
-    reader = csv.DictReader(io.StringIO(text))
-    if not reader.fieldnames:
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        fieldnames = reader.fieldnames
+    except csv.Error as error:
+        raise CaseError(f"row 1: invalid CSV: {error}") from None
+    if not fieldnames:
         raise CaseError("the CSV file has no header row")
-    raws = []
-    for row_number, row in enumerate(reader, 2):
-        if None in row:
-            raise CaseError(f"row {row_number}: more cells than header columns")
-        raw: dict[str, Any] = {"variables": {}}
-        for column, value in row.items():
-            value = value or ""
-            if column == "id":
-                if value:
-                    raw["id"] = value
-            elif column in ("expected", "context"):
-                if value:
-                    raw[column] = value
-            elif column == "tags":
-                tags = [tag.strip() for tag in value.split(",") if tag.strip()]
-                if tags:
-                    raw["tags"] = tags
-            elif column == "must_pass":
-                raw["must_pass"] = _csv_bool(value, row_number)
-            elif column == "messages":
-                if value:
-                    try:
-                        raw["messages"] = orjson.loads(value)
-                    except orjson.JSONDecodeError as error:
-                        raise CaseError(
-                            f"row {row_number}: messages is not JSON: {error}"
-                        ) from None
-            else:
-                raw["variables"][column] = value
-        raws.append(raw)
-    return DatasetFile(normalize_cases(raws))
+    repeated = sorted({name for name in fieldnames if fieldnames.count(name) > 1})
+    if repeated:
+        shown = ", ".join(_shown(name) for name in repeated[:5])
+        raise CaseError(f"row 1: the header repeats the columns {shown}")
+    return DatasetFile(normalize_cases(_csv_cases(reader)))
 
 
 def read_file(path: Path, given_format: str | None = None) -> DatasetFile:
-    """Read a dataset file in any supported format."""
+    """Read a dataset file in any supported format.
+
+    A UTF-8 byte order mark, as spreadsheet programs write, is skipped.
+    """
     kind = file_format(path, given_format)
     try:
-        text = path.read_text(encoding="utf-8")
+        if path.exists() and not path.is_file():
+            # Reading a FIFO or a device such as /dev/zero could block or never end.
+            raise CaseError(f"{path} is not a regular file")
+        # Decoded without newline translation, which would turn a \r\n
+        # inside a quoted CSV value into \n.
+        text = path.read_bytes().decode("utf-8-sig")
     except OSError as error:
         raise CaseError(f"cannot read {path}: {error.strerror}") from None
     except UnicodeDecodeError:

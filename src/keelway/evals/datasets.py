@@ -29,15 +29,35 @@ from keelway.store.database import Database, as_utc
 from keelway.store.models import Dataset, DatasetCase, DatasetVersion
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+# The largest value of the store's 32-bit version column.
+MAX_VERSION = 2**31 - 1
+MAX_TEAM_LENGTH = 200
 
 
 def check_name(name: str) -> None:
     """Raise Invalid unless ``name`` is a valid dataset name."""
     if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        shown = repr(name) if len(repr(name)) <= 60 else repr(name)[:57] + "..."
         raise Invalid(
-            f"invalid dataset name {name!r}: use 1 to 128 letters, digits, '.', "
+            f"invalid dataset name {shown}: use 1 to 128 letters, digits, '.', "
             "'_' or '-', starting with a letter or digit"
         )
+
+
+def _check_settings(
+    team: str | None, description: str | None, message: str | None
+) -> None:
+    if team is not None and (not team.strip() or len(team) > MAX_TEAM_LENGTH):
+        raise Invalid(
+            f"team must be 1 to {MAX_TEAM_LENGTH} characters and not only whitespace"
+        )
+    for label, value in (
+        ("team", team),
+        ("description", description),
+        ("message", message),
+    ):
+        if value is not None and "\x00" in value:
+            raise Invalid(f"{label} must not contain NUL characters")
 
 
 def parse_dataset_reference(text: str) -> tuple[str, int | None]:
@@ -46,10 +66,13 @@ def parse_dataset_reference(text: str) -> tuple[str, int | None]:
     check_name(name)
     if not at:
         return name, None
-    if not version.isdigit() or int(version) < 1:
+    # isdigit alone accepts digits such as '³' that int() rejects, and int()
+    # rejects strings of more than 4300 digits.
+    valid = version.isascii() and version.isdigit() and len(version) <= 10
+    if not valid or not 1 <= int(version) <= MAX_VERSION:
         raise Invalid(
-            f"invalid dataset version {version!r} in {text!r}: versions are "
-            "whole numbers from 1"
+            f"invalid dataset version {version[:20]!r} of {name}: versions are "
+            f"whole numbers from 1 to {MAX_VERSION}"
         )
     return name, int(version)
 
@@ -202,6 +225,7 @@ class DatasetStore:
         newest version's evaluators.
         """
         check_name(name)
+        _check_settings(team, description, message)
         try:
             checked = normalize_cases(cases)
         except CaseError as error:

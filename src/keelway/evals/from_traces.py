@@ -9,7 +9,7 @@ is ``trace-`` and the trace id, so a trace is added to a dataset once.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -35,7 +35,8 @@ COLUMN_FILTERS = (
     "variant",
 )
 TRACE_FILTERS = (*COLUMN_FILTERS, "feedback", "since")
-DURATION = re.compile(r"^(\d+)([mhdw])$")
+# At most 9 digits, so int() and timedelta get no absurd numbers.
+DURATION = re.compile(r"^([0-9]{1,9})([mhdw])$")
 UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
@@ -60,7 +61,10 @@ def parse_filters(items: Sequence[str]) -> dict[str, Any]:
                     f"since must be a duration such as 24h or 7d, not {value!r}"
                 )
             amount, unit = int(match.group(1)), match.group(2)
-            filters[field] = datetime.now(UTC) - timedelta(**{UNITS[unit]: amount})
+            try:
+                filters[field] = datetime.now(UTC) - timedelta(**{UNITS[unit]: amount})
+            except OverflowError:
+                raise Invalid(f"since {value!r} reaches before the year 1") from None
         elif field == "feedback":
             if value not in ("up", "down"):
                 raise Invalid("feedback must be up or down")
@@ -134,9 +138,18 @@ def cases_from_traces(
     filters: dict[str, Any],
     limit: int,
     expected_from_output: bool = False,
+    known: Collection[str] = (),
 ) -> tuple[list[dict[str, Any]], int]:
-    """Return cases from the newest matching traces, and how many had no payload."""
-    query = select(Trace).order_by(Trace.started_at.desc()).limit(limit)
+    """Return cases from the newest matching traces, and how many had no payload.
+
+    Cases whose id is in ``known`` are left out and do not count towards
+    ``limit``, so a dataset that holds the newest traces gets older ones.
+    """
+    query = (
+        select(Trace)
+        .order_by(Trace.started_at.desc(), Trace.id.desc())
+        .limit(limit + len(known))
+    )
     for field in COLUMN_FILTERS:
         if field in filters:
             query = query.where(getattr(Trace, field) == filters[field])
@@ -155,6 +168,10 @@ def cases_from_traces(
     skipped = 0
     with database.session() as session:
         for row in session.scalars(query):
+            if len(cases) + skipped >= limit:
+                break
+            if f"trace-{row.id}" in known:
+                continue
             case = trace_case(row, expected_from_output)
             if case is None:
                 skipped += 1

@@ -66,8 +66,8 @@ class UsageRow:
     reasoning_tokens: int
     cost_usd: float
     unpriced: int
-    # Scores with source "feedback" on the group's traces, every row counted;
-    # the mean is None when the group has none.
+    # Number of scores with source "feedback" on the group's traces, each row
+    # counted, and their mean value (None when the group has none).
     feedback_count: int = 0
     feedback_mean: float | None = None
 
