@@ -3,7 +3,7 @@ from real gateway traces, and who may write datasets.
 
 Commands run in this process through click's runner, as users with roles,
 on this module's store. The traces come from a real keelway server in front
-of the fake upstream, whose ``echo`` model answers with the messages it got.
+of the fake upstream, whose ``echo`` model replies with the messages it received.
 """
 
 from __future__ import annotations
@@ -246,7 +246,7 @@ def test_import_export_round_trip(cli: CLI, tmp_path: Path, file_format: str) ->
     assert newest[name] == 2
 
 
-def test_yaml_dataset_exports_as_csv_and_back(cli: CLI, tmp_path: Path) -> None:
+def test_yaml_to_csv_round_trip(cli: CLI, tmp_path: Path) -> None:
     """Cases that CSV can hold survive YAML, then CSV, unchanged."""
     source = write_cases(tmp_path / "across.yaml", [*CASES, NO_ID])
     import_file(cli, "across", source)
@@ -557,7 +557,7 @@ def test_add_from_traces_expected_from_output(cli: CLI, traces: dict[str, str]) 
 
     [case] = stored_cases(cli, "answered")
     assert case["metadata"]["trace_id"] == traces["plain"]
-    # The echo model answers with the messages it was sent.
+    # The echo model replies with the messages it received.
     assert case["expected"] == "user: Hello there"
 
 
@@ -583,9 +583,7 @@ def test_add_from_traces_since(
     assert set(_by_trace(stored_cases(cli, "last-week"))) == set(traces.values())
 
 
-def test_add_from_traces_limit_takes_older_traces_next(
-    cli: CLI, traces: dict[str, str]
-) -> None:
+def test_add_from_traces_limit_reaches_older(cli: CLI, traces: dict[str, str]) -> None:
     for expected_count in (1, 2, 3, 4):
         cli.ok("dataset", "add-from-traces", "one-at-a-time", "--limit", "1")
         cases = stored_cases(cli, "one-at-a-time")

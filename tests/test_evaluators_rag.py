@@ -439,7 +439,7 @@ def test_faithfulness_blank_context_is_error() -> None:
     case = Case(key="blank", context=(" ", "\n"))
     result = offline(Faithfulness(), case, "Because.", Services(judge=unused_judge))
     assert result.status == "error"
-    assert result.reason == "the context has no text to check statements against"
+    assert result.reason == "case 'blank' has no reference context"
 
 
 def test_recall_without_expected_is_error() -> None:

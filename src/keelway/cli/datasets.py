@@ -207,7 +207,7 @@ def list_versions(name: str, as_json: bool, config_path: Path | None) -> None:
     type=click.IntRange(1, 10_000),
     default=100,
     show_default=True,
-    help="Most traces to add, newest first.",
+    help="Maximum number of traces to add, newest first.",
 )
 @click.option(
     "--expected-from-output/--no-expected",
@@ -230,6 +230,12 @@ def add_from_traces(
     the dataset already holds (by trace id) are skipped.
     """
     database, store, actor = _open(config_path)
+    if not actor.teams_with(Permission.WRITE_DATASETS):
+        roles = ", ".join(actor.roles) or "no roles"
+        raise click.ClickException(
+            f"{actor.name} ({roles}) lacks permission "
+            f"{Permission.WRITE_DATASETS.value}"
+        )
     with service_errors():
         parsed = parse_filters(filters)
         try:

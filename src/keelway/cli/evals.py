@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import sys
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -43,7 +44,6 @@ from keelway.evals.gates import GateStore
 from keelway.evals.junit import write_junit
 from keelway.evals.report import markdown_gate, markdown_run
 from keelway.evals.results import CaseResult
-from keelway.evals.rubric_install import install_rubrics
 from keelway.evals.runner import (
     EvalRunner,
     RunOptions,
@@ -59,6 +59,7 @@ from keelway.prompts.registry import PromptRegistry
 from keelway.store.database import Database
 
 API_KEY_ENV = "KEELWAY_API_KEY"
+MAX_EVALUATORS_FILE = 1_000_000
 
 
 class RunFailed(click.ClickException):
@@ -96,6 +97,17 @@ def _specs(
         )
     specs.extend(parse_evaluator(item) for item in evaluator)
     if file is not None:
+        if not file.exists():
+            raise RunFailed(f"cannot read {file}: no such file")
+        if file.is_dir():
+            raise RunFailed(f"cannot read {file}: it is a directory")
+        if not file.is_file():
+            raise RunFailed(f"cannot read {file}: not a regular file")
+        if file.stat().st_size > MAX_EVALUATORS_FILE:
+            raise RunFailed(
+                f"{file} is larger than {MAX_EVALUATORS_FILE} bytes; an evaluators "
+                "file is a short list of specs"
+            )
         try:
             loaded = yaml.safe_load(file.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
@@ -352,7 +364,6 @@ def _execute(
 ) -> list[RunOutcome]:
     progress = _Progress(quiet)
     try:
-        install_rubrics(stores.registry, settings.specs)
         return asyncio.run(_run_many(stores, settings, jobs, progress))
     except GovernanceError as error:
         raise RunFailed(one_line(error.message)) from None
@@ -584,7 +595,7 @@ def _tolerance_items(items: Sequence[str]) -> dict[str, float]:
             number = float(value)
         except ValueError:
             number = -1.0
-        if not equals or not name or not 0 <= number <= 1:
+        if not equals or not name or not math.isfinite(number) or not 0 <= number <= 1:
             raise RunFailed(
                 f"--tolerance {item!r} is not EVALUATOR=NUMBER with a number "
                 "from 0 to 1"
@@ -673,6 +684,13 @@ def gate_command(
     passes --max-error-rate or a must-pass case fails. The decision is
     stored, and a gated label moves only to a version whose gate passed.
     """
+    for option, value in (
+        ("--default-tolerance", default_tolerance),
+        ("--min-pass-rate", min_pass_rate),
+        ("--max-error-rate", max_error_rate),
+    ):
+        if value is not None and not math.isfinite(value):
+            raise RunFailed(f"{option} must be a number from 0 to 1, not {value}")
     settings = _settings(values)
     tolerances = _tolerance_items(tolerance_items)
     stores = _open(config_path)

@@ -17,6 +17,8 @@ from typing import Any, ClassVar, Literal, Protocol
 import numpy as np
 
 JSONObject = dict[str, Any]
+# Longest evaluator name; it names a trace score, which holds 100 characters.
+MAX_NAME = 100
 ScoreStatus = Literal["ok", "error"]
 
 
@@ -161,6 +163,12 @@ class Evaluator:
     default_threshold: ClassVar[float] = 0.5
 
     def __init__(self, name: str | None = None, threshold: float | None = None) -> None:
+        if name is not None and (
+            not isinstance(name, str) or not 0 < len(name) <= MAX_NAME
+        ):
+            raise EvaluatorConfigError(
+                f"{self.kind}: name must be a string of 1 to {MAX_NAME} characters"
+            )
         self.name = name or self.kind
         threshold = self.default_threshold if threshold is None else threshold
         if isinstance(threshold, bool) or not isinstance(threshold, int | float):
@@ -175,7 +183,9 @@ class Evaluator:
         """Return why ``case`` cannot be judged by this evaluator, if it cannot."""
         if "expected" in self.requires and case.expected is None:
             return f"case {case.key!r} has no expected output"
-        if "context" in self.requires and not case.context:
+        if "context" in self.requires and not any(
+            passage.strip() for passage in case.context
+        ):
             return f"case {case.key!r} has no reference context"
         return None
 

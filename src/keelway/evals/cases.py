@@ -15,7 +15,8 @@ A YAML file holds a whole dataset: ``name``, ``description``, default
 ``evaluators`` and ``cases``. A JSONL file holds one case per line. A CSV
 file has a header row: the columns ``id``, ``expected``, ``context``,
 ``tags`` (comma-separated), ``must_pass`` and ``messages`` (JSON) fill
-those fields and every other column is a variable.
+those fields, an empty cell leaves its field unset, and every other column
+is a variable.
 """
 
 from __future__ import annotations
@@ -84,9 +85,9 @@ def _where(position: int, key: str | None) -> str:
 class _ValueCheck:
     """Checks that values are JSON data without NUL characters, within bounds.
 
-    Containers are measured once, by identity, so the check takes time in
-    proportion to the parsed document even where YAML aliases repeat a
-    container many times; ``total`` counts the values with aliases expanded.
+    Containers are measured once, by identity. The check so takes time in
+    proportion to the parsed document, even where YAML aliases repeat a
+    container many times. ``total`` counts the values with aliases expanded.
     """
 
     def __init__(self) -> None:
@@ -99,7 +100,7 @@ class _ValueCheck:
         self.total += count
         if self.total > MAX_VALUES:
             raise CaseError(
-                f"{where}: the dataset holds more than {MAX_VALUES} values, counting "
+                f"{where}: the dataset has more than {MAX_VALUES} values, counting "
                 "each use of a YAML alias"
             )
 
@@ -114,17 +115,20 @@ class _ValueCheck:
             return 1, 0
         if isinstance(value, int):
             if not MIN_INT <= value <= MAX_INT:
-                raise CaseError(f"{where}: {name} holds an integer out of range")
+                raise CaseError(
+                    f"{where}: {name} contains an integer outside the 64-bit range"
+                )
             return 1, 0
         if isinstance(value, float):
             if not math.isfinite(value):
                 raise CaseError(
-                    f"{where}: {name} holds {value}, which is not a JSON number"
+                    f"{where}: {name} contains {value}, which is not a valid JSON "
+                    "number"
                 )
             return 1, 0
         if not isinstance(value, list | dict):
             raise CaseError(
-                f"{where}: {name} holds a {type(value).__name__} value; use "
+                f"{where}: {name} contains a {type(value).__name__} value; use "
                 "strings, numbers, booleans, null, lists and mappings, and quote "
                 "a date to keep it as text"
             )
@@ -398,8 +402,6 @@ def parse_yaml(text: str) -> DatasetFile:
         check_evaluators(evaluators)
     name = document.get("name")
     description = document.get("description")
-    if isinstance(description, str) and "\x00" in description:
-        raise CaseError("description must not contain NUL characters")
     return DatasetFile(
         normalize_cases(document["cases"]),
         name=name if isinstance(name, str) else None,
@@ -515,10 +517,15 @@ def read_file(path: Path, given_format: str | None = None) -> DatasetFile:
     except UnicodeDecodeError:
         raise CaseError(f"{path} is not UTF-8 text") from None
     if kind == "yaml":
-        return parse_yaml(text)
-    if kind == "jsonl":
-        return parse_jsonl(text)
-    return parse_csv(text)
+        loaded = parse_yaml(text)
+    elif kind == "jsonl":
+        loaded = parse_jsonl(text)
+    else:
+        loaded = parse_csv(text)
+    # An empty file would otherwise store an empty version over the newest.
+    if not loaded.cases:
+        raise CaseError(f"{path} contains no cases")
+    return loaded
 
 
 # Writing files

@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
 IN_PROCESS_URL = "http://keelway.in-process"
+EMBED_BATCH = 256
 
 
 class CallRejected(ServiceError):
@@ -206,9 +207,20 @@ class GatewayClient:
         )
 
     async def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """Embed ``texts`` into L2-normalised rows, one per text."""
+        """Embed ``texts`` into L2-normalised rows, one per text.
+
+        Long lists are sent in batches of EMBED_BATCH, under the input
+        limits of embedding APIs.
+        """
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
+        parts = [
+            await self._embed_batch(texts[start : start + EMBED_BATCH])
+            for start in range(0, len(texts), EMBED_BATCH)
+        ]
+        return parts[0] if len(parts) == 1 else np.vstack(parts)
+
+    async def _embed_batch(self, texts: Sequence[str]) -> np.ndarray:
         response = await self._post(
             "/v1/embeddings", {"model": self.embedding_model, "input": list(texts)}
         )

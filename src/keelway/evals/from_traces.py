@@ -143,7 +143,8 @@ def cases_from_traces(
     """Return cases from the newest matching traces, and how many had no payload.
 
     Cases whose id is in ``known`` are left out and do not count towards
-    ``limit``, so a dataset that holds the newest traces gets older ones.
+    ``limit``, so a dataset that already contains the newest traces gets
+    older ones.
     """
     query = (
         select(Trace)

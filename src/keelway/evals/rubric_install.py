@@ -28,7 +28,7 @@ def needs_rubrics(specs: Sequence[Mapping[str, Any] | str] | None) -> bool:
     """Return whether any spec may call a judge rubric."""
     for spec in specs or ():
         kind = spec if isinstance(spec, str) else spec.get("kind")
-        if kind in JUDGE_KINDS:
+        if isinstance(kind, str) and kind in JUDGE_KINDS:
             return True
     return False
 
@@ -36,12 +36,8 @@ def needs_rubrics(specs: Sequence[Mapping[str, Any] | str] | None) -> bool:
 def install_rubrics(
     registry: PromptRegistry, specs: Sequence[Mapping[str, Any] | str] | None
 ) -> list[str]:
-    """Create the shipped rubrics the registry lacks; return their names.
-
-    ``specs`` None means the dataset's evaluators, which are not known
-    yet, so the rubrics are installed in case they are needed.
-    """
-    if specs is not None and not needs_rubrics(specs):
+    """Create the shipped rubrics the registry lacks; return their names."""
+    if not needs_rubrics(specs):
         return []
     created = []
     for name in RUBRICS:

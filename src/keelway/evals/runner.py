@@ -35,6 +35,7 @@ from keelway.evals.client import GatewayClient
 from keelway.evals.datasets import DatasetStore, parse_dataset_reference
 from keelway.evals.evaluators import build
 from keelway.evals.results import CaseResult, RunSummary, summarize
+from keelway.evals.rubric_install import install_rubrics
 from keelway.evals.runs import (
     FAILED,
     FINISHED,
@@ -255,6 +256,7 @@ class EvalRunner:
         cases = select_cases(loaded.eval_cases(), options)
         if not cases:
             raise NotFound(f"no case of {loaded.record.reference} matches the filter")
+        install_rubrics(self.registry, specs)
         run = self.runs.create(
             prompt=resolved.name,
             prompt_version=resolved.version,

@@ -29,6 +29,7 @@ FINISHED = "finished"
 FAILED = "failed"
 INTERRUPTED = "interrupted"
 MIN_PREFIX = 6
+MAX_ID = 32
 
 
 def cache_key(kind: str, parts: Mapping[str, Any]) -> str:
@@ -253,8 +254,8 @@ class RunStore:
 
     def find(self, text: str) -> RunRecord:
         """Return the run whose id is ``text`` or starts with it (6+ characters)."""
-        if not isinstance(text, str) or "\x00" in text:
-            raise Invalid("a run id is a string of hex digits")
+        if not isinstance(text, str) or "\x00" in text or len(text) > MAX_ID:
+            raise Invalid(f"invalid run id; a run id is {MAX_ID} hex digits")
         with self.database.session() as session:
             row = session.get(EvalRun, text)
             if row is not None:
