@@ -73,6 +73,7 @@ def _setup(
 ) -> KeelwayServer:
     """Return a configured (not started) server, with prompts and dataset."""
     models = openai_models(upstream.base_url, ["echo", "slow"])
+    models["judge"] = openai_models(upstream.base_url, ["scripted"])["scripted"]
     models["down"] = {
         "deployments": [
             {
@@ -295,3 +296,92 @@ def test_gate_bad_arguments_exit_two(setup: KeelwayServer) -> None:
     assert done.returncode == 2
     assert "nope" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_pairwise_judge_prefers_better_run(
+    setup: KeelwayServer, upstream: FakeOpenAI
+) -> None:
+    good = _json_run(setup, "--prompt", "say@1.0.0", "--dataset", "words")
+    bad = _json_run(setup, "--prompt", "say@2.0.0", "--dataset", "words")
+    # The run with the hint is right wherever the judge is shown it.
+    upstream.script(
+        {
+            "<answer_a>\nuser: Say the word. The word is": (
+                '{"winner": "A", "reason": "A names the word."}'
+            ),
+            "<answer_b>\nuser: Say the word. The word is": (
+                '{"winner": "B", "reason": "B names the word."}'
+            ),
+        }
+    )
+    try:
+        done = setup.cli(
+            "eval", "compare", bad["run"]["id"], good["run"]["id"], "--judge",
+            "--json",
+        )  # fmt: skip
+    finally:
+        upstream.clear_script()
+    pairs = json.loads(done.stdout)["pairwise"]
+    assert pairs["counts"] == {"B": 8}
+    assert pairs["verdicts"]["word-0"]["winner"] == "B"
+    assert pairs["skipped"] == []
+
+
+def _verdicts(data: dict[str, Any]) -> list[tuple[Any, ...]]:
+    return [
+        (score["status"], score["value"], score["passed"], score["reason"])
+        for result in data["results"]
+        for score in result["scores"]
+    ]
+
+
+def test_judge_replies_are_cached_and_costed(
+    setup: KeelwayServer, upstream: FakeOpenAI
+) -> None:
+    judge = "{kind: llm_judge, model: judge}"
+    upstream.script({"<answer>": '{"score": 0.8, "reason": "close enough"}'})
+    try:
+        first = _json_run(
+            setup, "--prompt", "say@1.0.0", "--dataset", "words", "--limit", "3",
+            "--evaluator", judge,
+        )  # fmt: skip
+        calls = upstream.calls
+        second = _json_run(
+            setup, "--prompt", "say@1.0.0", "--dataset", "words", "--limit", "3",
+            "--evaluator", judge,
+        )  # fmt: skip
+    finally:
+        upstream.clear_script()
+    assert upstream.calls == calls
+    scores = [result["scores"][0] for result in first["results"]]
+    assert [score["value"] for score in scores] == [0.8, 0.8, 0.8]
+    assert all(score["details"]["raw_output"].startswith("{") for score in scores)
+    assert _verdicts(first) == _verdicts(second)
+    summary = first["run"]["summary"]
+    assert summary["evaluators"]["llm_judge"]["mean"] == pytest.approx(0.8)
+    assert "judge_cost_usd" in summary
+
+
+def test_unparseable_judge_is_an_error(
+    setup: KeelwayServer, upstream: FakeOpenAI
+) -> None:
+    upstream.script({"<answer>": "I think it is fine, maybe 7/10?"})
+    try:
+        done = _run(
+            setup, "--prompt", "say@1.0.0", "--dataset", "words", "--limit", "2",
+            "--evaluator", "{kind: llm_judge, model: judge, name: picky}",
+            "--no-cache", "--json",
+        )  # fmt: skip
+    finally:
+        upstream.clear_script()
+    assert done.returncode == 1, done.stderr
+    data = json.loads(done.stdout)
+    for result in data["results"]:
+        score = result["scores"][0]
+        assert score["status"] == "error"
+        assert score["value"] is None
+        assert "could not be parsed" in score["reason"]
+        assert score["details"]["raw_output"] == "I think it is fine, maybe 7/10?"
+    summary = data["run"]["summary"]["evaluators"]["picky"]
+    assert summary["mean"] is None
+    assert summary["errors"] == 2

@@ -31,6 +31,7 @@ from keelway.cli.identity import (
 )
 from keelway.cli.options import config_option, resolve_config
 from keelway.config import Config
+from keelway.evals.base import Services
 from keelway.evals.client import (
     GatewayClient,
     RetryPolicy,
@@ -39,12 +40,16 @@ from keelway.evals.client import (
 )
 from keelway.evals.compare import Comparison, compare
 from keelway.evals.datasets import DatasetStore
+from keelway.evals.evaluators.judge import PAIRWISE_RUBRIC
 from keelway.evals.gate import GatePolicy, decide
 from keelway.evals.gates import GateStore
 from keelway.evals.junit import write_junit
+from keelway.evals.pairwise import PairwiseResult, judge_pairs
 from keelway.evals.report import markdown_gate, markdown_run
 from keelway.evals.results import CaseResult
+from keelway.evals.rubric_install import install_rubrics
 from keelway.evals.runner import (
+    CachedJudge,
     EvalRunner,
     RunOptions,
     RunOutcome,
@@ -526,12 +531,38 @@ def _echo_comparison(comparison: Comparison) -> None:
 @eval_group.command("compare")
 @click.argument("baseline_id", metavar="RUN_A")
 @click.argument("candidate_id", metavar="RUN_B")
+@click.option(
+    "--judge",
+    "use_judge",
+    is_flag=True,
+    help="Also ask a judge which output of each case is better, in both orders.",
+)
+@click.option(
+    "--judge-rubric",
+    default=PAIRWISE_RUBRIC,
+    show_default=True,
+    help="The pairwise rubric prompt.",
+)
+@click.option(
+    "--judge-model", default=None, help="The judge model group [default: the rubric's]."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
 @config_option
 def compare_command(
-    baseline_id: str, candidate_id: str, as_json: bool, config_path: Path | None
+    baseline_id: str,
+    candidate_id: str,
+    use_judge: bool,
+    judge_rubric: str,
+    judge_model: str | None,
+    as_json: bool,
+    config_path: Path | None,
 ) -> None:
-    """Show per-evaluator deltas from RUN_A to RUN_B and the cases that flipped."""
+    """Show per-evaluator deltas from RUN_A to RUN_B and the cases that flipped.
+
+    With --judge, a judge model also compares the two outputs of every case
+    both runs answered, once in each order; a verdict that follows the
+    order counts as a tie.
+    """
     stores = _open(config_path)
     if not stores.actor.teams_with(Permission.READ_EVALS):
         raise click.ClickException(f"{stores.actor.name} has no role")
@@ -539,15 +570,85 @@ def compare_command(
         baseline = stores.runs.find(baseline_id)
         candidate = stores.runs.find(candidate_id)
     names = list(dict.fromkeys([*_names(baseline), *_names(candidate)]))
-    comparison = compare(
-        stores.runs.results(baseline.id), stores.runs.results(candidate.id), names
-    )
+    baseline_results = stores.runs.results(baseline.id)
+    candidate_results = stores.runs.results(candidate.id)
+    comparison = compare(baseline_results, candidate_results, names)
+    pairs = None
+    if use_judge:
+        pairs = _judge_pairs(
+            stores, baseline, baseline_results, candidate_results, judge_rubric,
+            judge_model,
+        )  # fmt: skip
     if as_json:
-        click.echo(json.dumps(_comparison_dict(comparison, baseline, candidate)))
+        data = _comparison_dict(comparison, baseline, candidate)
+        if pairs is not None:
+            data["pairwise"] = {
+                "counts": dict(pairs.counts()),
+                "verdicts": {
+                    key: {
+                        "winner": verdict.winner,
+                        "status": verdict.status,
+                        "reason": verdict.reason,
+                    }
+                    for key, verdict in pairs.verdicts.items()
+                },
+                "skipped": pairs.skipped,
+            }
+        click.echo(json.dumps(data))
         return
     click.echo(f"baseline  {baseline.id}  {baseline.label}")
     click.echo(f"candidate {candidate.id}  {candidate.label}")
     _echo_comparison(comparison)
+    if pairs is not None:
+        _echo_pairs(pairs)
+
+
+def _judge_pairs(
+    stores: _Stores,
+    baseline: RunRecord,
+    baseline_results: Sequence[CaseResult],
+    candidate_results: Sequence[CaseResult],
+    rubric: str,
+    model: str | None,
+) -> PairwiseResult:
+    with service_errors():
+        install_rubrics(stores.registry, [{"kind": "llm_judge"}])
+        cases = {
+            case.key: case
+            for case in stores.datasets.load(
+                baseline.dataset, baseline.dataset_version
+            ).eval_cases()
+        }
+    settings = RunSettings(None, RunOptions(), RetryPolicy(), None)
+
+    async def judge() -> PairwiseResult:
+        async with _client(stores.config, stores.database, settings) as client:
+            services = Services(
+                embed=client.embed,
+                judge=CachedJudge(client.judge, stores.runs, use_cache=True),
+            )
+            return await judge_pairs(
+                cases, baseline_results, candidate_results, services, rubric, model
+            )
+
+    return asyncio.run(judge())
+
+
+def _echo_pairs(pairs: PairwiseResult) -> None:
+    counts = pairs.counts()
+    click.echo("")
+    click.echo(
+        f"judge prefers A in {counts['A']} cases, B in {counts['B']}, ties "
+        f"{counts['tie']}, errors {counts['error']}"
+        + (f"; {len(pairs.skipped)} cases not in both runs" if pairs.skipped else "")
+    )
+    rows = [
+        [key, verdict.winner or "error", one_line(verdict.reason)[:100]]
+        for key, verdict in pairs.verdicts.items()
+        if verdict.winner != "tie"
+    ]
+    if rows:
+        echo_table(["CASE", "PREFERRED", "REASON"], rows)
 
 
 def _names(run: RunRecord) -> list[str]:

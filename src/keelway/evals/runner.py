@@ -465,11 +465,10 @@ def fill_costs(runs: RunStore, outcome: RunOutcome) -> RunOutcome:
     trace writer has drained (after the in-process gateway has closed).
     Cached outputs keep the cost of the call that produced them.
     """
+    judged = _judge_trace_ids(outcome.results)
     traced = runs.trace_costs(
-        [result.trace_id for result in outcome.results if result.trace_id]
+        [result.trace_id for result in outcome.results if result.trace_id] + judged
     )
-    if not traced:
-        return outcome
     for result in outcome.results:
         if result.trace_id in traced and result.cost_usd is None:
             result.cost_usd = traced[result.trace_id]
@@ -481,7 +480,25 @@ def fill_costs(runs: RunStore, outcome: RunOutcome) -> RunOutcome:
         if item.threshold is not None
     }
     summary = summarize(outcome.results, names, thresholds)
-    runs.finish(
-        outcome.run.id, outcome.run.status, summary.as_dict(), outcome.run.error
-    )
+    data = summary.as_dict()
+    # Judge calls this run made; replies from the cache cost nothing now.
+    data["judge_cost_usd"] = sum(traced.get(trace_id, 0.0) for trace_id in judged)
+    runs.finish(outcome.run.id, outcome.run.status, data, outcome.run.error)
     return RunOutcome(runs.find(outcome.run.id), outcome.results, summary)
+
+
+def _judge_trace_ids(results: Sequence[CaseResult]) -> list[str]:
+    """Return the trace ids of the judge calls recorded in scores' details."""
+    ids = []
+    for result in results:
+        for score in result.scores:
+            trace_id = score.details.get("judge_trace_id")
+            if isinstance(trace_id, str):
+                ids.append(trace_id)
+            for call in score.details.get("judge_calls") or ():
+                trace_id = (
+                    call.get("judge_trace_id") if isinstance(call, dict) else None
+                )
+                if isinstance(trace_id, str):
+                    ids.append(trace_id)
+    return ids
