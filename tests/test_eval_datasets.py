@@ -376,8 +376,8 @@ def test_csv_cannot_hold_two_passages(cli: CLI, tmp_path: Path) -> None:
     )
     line = one_error_line(result)
     assert line == (
-        "Error: case 'two-passages' has several context passages or metadata, "
-        "which CSV cannot hold; export it as YAML or JSONL"
+        "Error: case 'two-passages' has 2 context passages and a CSV cell holds "
+        "one; export it as YAML or JSONL"
     )
     assert not target.exists()
     assert result.stdout == ""

@@ -56,6 +56,7 @@ def test_interrupted_run_resumes_from_cache(
         _, stderr = process.communicate(timeout=60)
         assert process.returncode == 130, stderr
         assert "Traceback" not in stderr
+        assert "cases were stored and their outputs cached" in stderr
         with server.database.session() as session:
             run = session.scalars(select(EvalRun)).one()
             done_before = session.scalar(select(func.count(EvalResult.id)))

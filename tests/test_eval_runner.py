@@ -385,3 +385,41 @@ def test_unparseable_judge_is_an_error(
     summary = data["run"]["summary"]["evaluators"]["picky"]
     assert summary["mean"] is None
     assert summary["errors"] == 2
+
+
+def test_show_prints_figures(setup: KeelwayServer) -> None:
+    data = _json_run(setup, "--prompt", "say@1.0.0", "--dataset", "words")
+    done = setup.cli("eval", "show", data["run"]["id"])
+    lines = done.stdout.splitlines()
+    assert lines[2].startswith("8 passed, 0 failed, 0 errors (pass rate 100.0%")
+    assert lines[3].split() == ["EVALUATOR", "MEAN", "PASS", "RATE", "SCORED", "ERRORS"]
+    assert lines[4].split() == ["contains", "1.000", "100.0%", "8", "0"]
+
+
+def test_prompt_without_case_variables_is_rejected(setup: KeelwayServer) -> None:
+    static = {
+        "name": "static",
+        "messages": [{"role": "user", "content": "Say a word."}],
+        "model": {"group": "echo"},
+    }
+    (setup.folder / "static.yaml").write_text(yaml.safe_dump(static))
+    setup.cli("prompt", "create", "static", "--file", str(setup.folder / "static.yaml"))
+    done = _run(setup, "--prompt", "static@1.0.0", "--dataset", "words")
+    assert done.returncode == 2
+    assert "declares none of the variables the cases give (hint, question)" in (
+        done.stderr
+    )
+
+
+def test_traces_filter_by_inequality(setup: KeelwayServer) -> None:
+    none = setup.cli(
+        "dataset", "add-from-traces", "from-traces", "--filter", "use_case!=eval",
+        check=False,
+    )  # fmt: skip
+    assert none.returncode == 1
+    assert "no new trace matches" in none.stderr
+    added = setup.cli(
+        "dataset", "add-from-traces", "from-traces", "--filter", "use_case=eval",
+        "--filter", "model!=judge", "--limit", "2",
+    )  # fmt: skip
+    assert "added 2 cases" in added.stdout

@@ -274,6 +274,7 @@ class _Progress:
     def __init__(self, quiet: bool) -> None:
         self.quiet = quiet
         self.bar: Any = None
+        self.finished = 0
 
     def start(self, run: RunRecord, total: int) -> None:
         self.close()
@@ -289,6 +290,7 @@ class _Progress:
         self.bar.__enter__()
 
     def step(self, result: CaseResult) -> None:
+        self.finished += 1
         if self.bar is not None:
             self.bar.update(1)
 
@@ -372,6 +374,14 @@ def _execute(
         return asyncio.run(_run_many(stores, settings, jobs, progress))
     except GovernanceError as error:
         raise RunFailed(one_line(error.message)) from None
+    except KeyboardInterrupt:
+        progress.close()
+        click.echo(
+            f"interrupted: {progress.finished} cases were stored and their outputs "
+            "cached; run the same command again to reuse them",
+            err=True,
+        )
+        raise
     finally:
         progress.close()
 
@@ -385,21 +395,9 @@ def _thresholds(outcome: RunOutcome) -> dict[str, float]:
 
 
 def _echo_summary(outcome: RunOutcome) -> None:
-    run, summary = outcome.run, outcome.summary
-    rate = "n/a" if summary.pass_rate is None else f"{summary.pass_rate:.1%}"
-    click.echo(
-        f"run {run.id}  {run.label}  {run.status}: {summary.passed} passed, "
-        f"{summary.failed} failed, {summary.errors} errors (pass rate {rate}; "
-        f"{summary.cached} cached; ${summary.cost_usd:.6f})"
-    )
-    rows = []
-    for name, item in summary.evaluators.items():
-        mean = "n/a" if item.mean is None else f"{item.mean:.3f}"
-        if item.std is not None:
-            mean += f" ± {item.std:.3f}"
-        passing = "n/a" if item.pass_rate is None else f"{item.pass_rate:.1%}"
-        rows.append([name, mean, passing, str(item.scored), str(item.errors)])
-    echo_table(["EVALUATOR", "MEAN", "PASS RATE", "SCORED", "ERRORS"], rows)
+    run = outcome.run
+    click.echo(f"run {run.id}  {run.label}  {run.status}")
+    _echo_figures(run.summary or outcome.summary.as_dict())
 
 
 def _write_reports(
@@ -520,8 +518,8 @@ def _echo_comparison(comparison: Comparison) -> None:
             [
                 flip.case_key,
                 flip.evaluator or "-",
-                flip.kind,
-                one_line(flip.after_reason or "")[:100],
+                f"{_side(flip.before)} → {_side(flip.after)}",
+                _cut(one_line(flip.after_reason or ""), 100),
             ]
             for flip in comparison.flips
         ],
@@ -649,6 +647,10 @@ def _echo_pairs(pairs: PairwiseResult) -> None:
     ]
     if rows:
         echo_table(["CASE", "PREFERRED", "REASON"], rows)
+
+
+def _side(verdict: bool | None) -> str:
+    return {True: "pass", False: "fail", None: "error"}[verdict]
 
 
 def _names(run: RunRecord) -> list[str]:
@@ -816,7 +818,13 @@ def gate_command(
         )
     except ValueError as error:
         raise RunFailed(str(error)) from None
-    verdict = decide(chosen.results, base.results if base else None, names, policy)
+    verdict = decide(
+        chosen.results,
+        base.results if base else None,
+        names,
+        policy,
+        _thresholds(chosen),
+    )
     gate = GateStore(stores.database).record(
         stores.actor, chosen.run, base.run if base else None, verdict, policy
     )
@@ -917,6 +925,8 @@ def show_command(
     click.echo(f"started {format_time(run.started_at)} by {run.created_by}")
     if run.error:
         click.echo(f"error: {run.error}")
+    _echo_figures(run.summary or {})
+    click.echo("")
     rows = []
     for result in results:
         verdict = {True: "pass", False: "FAIL", None: "error"}[result.passed]
@@ -930,7 +940,40 @@ def show_command(
                 result.case_key,
                 str(result.trial),
                 verdict,
-                one_line(result.error or reasons)[:120],
+                _cut(one_line(result.error or reasons), 120),
             ]
         )
     echo_table(["CASE", "TRIAL", "VERDICT", "REASON"], rows)
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _echo_figures(summary: dict[str, Any]) -> None:
+    """Print a stored summary: counts, then one row per evaluator."""
+    if not summary:
+        return
+    rate = summary.get("pass_rate")
+    click.echo(
+        f"{summary.get('passed', 0)} passed, {summary.get('failed', 0)} failed, "
+        f"{summary.get('errors', 0)} errors (pass rate "
+        f"{'n/a' if rate is None else f'{rate:.1%}'}; "
+        f"{summary.get('cached', 0)} cached; ${summary.get('cost_usd', 0.0):.6f})"
+    )
+    rows = []
+    for name, item in summary.get("evaluators", {}).items():
+        mean = "n/a" if item.get("mean") is None else f"{item['mean']:.3f}"
+        if item.get("std") is not None:
+            mean += f" ± {item['std']:.3f}"
+        passing = item.get("pass_rate")
+        rows.append(
+            [
+                name,
+                mean,
+                "n/a" if passing is None else f"{passing:.1%}",
+                str(item.get("scored", 0)),
+                str(item.get("errors", 0)),
+            ]
+        )
+    echo_table(["EVALUATOR", "MEAN", "PASS RATE", "SCORED", "ERRORS"], rows)

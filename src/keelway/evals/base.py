@@ -3,8 +3,9 @@
 An evaluator takes a :class:`Sample` (one dataset case and the output the
 model produced for it) and returns a :class:`Score`. A score is either
 ``ok``, with a value in [0, 1] and a pass flag against the evaluator's
-threshold, or ``error``, with no value at all: an evaluator that cannot
-judge a sample says so and never reports 0 or NaN in its place.
+threshold, or ``error``, with no value at all. An evaluator that cannot
+judge a sample returns an error score and never reports 0 or NaN in its
+place.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any, ClassVar, Literal, Protocol
 import numpy as np
 
 JSONObject = dict[str, Any]
-# Longest evaluator name; it names a trace score, which holds 100 characters.
+# Longest evaluator name, since it names trace scores of at most 100 characters.
 MAX_NAME = 100
 ScoreStatus = Literal["ok", "error"]
 
@@ -139,7 +140,7 @@ class ServiceError(Exception):
 
 @dataclass(slots=True)
 class Services:
-    """What evaluators may call: an embedder and a judge. Either may be absent."""
+    """The model calls evaluators may make: an embedder and a judge, each optional."""
 
     embed: Embed | None = None
     judge: Judge | None = None

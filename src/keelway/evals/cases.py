@@ -60,7 +60,7 @@ FALSE_WORDS = frozenset({"", "0", "false", "no", "n"})
 
 
 class CaseError(ValueError):
-    """A case or a dataset file that is not valid; the message says where."""
+    """A case or a dataset file that is not valid; the message names the place."""
 
 
 @dataclass(slots=True)
@@ -573,10 +573,15 @@ def dump_csv(cases: Sequence[Mapping[str, Any]]) -> str:
     writer.writerow([*CSV_FIELDS, *variables])
     for case in cases:
         key = case["id"]
-        if len(case.get("context", ())) > 1 or case.get("metadata"):
+        if len(case.get("context", ())) > 1:
             raise CaseError(
-                f"case {key!r} has several context passages or metadata, which CSV "
-                "cannot hold; export it as YAML or JSONL"
+                f"case {key!r} has {len(case['context'])} context passages and a "
+                "CSV cell holds one; export it as YAML or JSONL"
+            )
+        if case.get("metadata"):
+            raise CaseError(
+                f"case {key!r} has metadata, which CSV has no column for; export "
+                "it as YAML or JSONL"
             )
         values = case.get("variables", {})
         if any(not isinstance(value, str) for value in values.values()):

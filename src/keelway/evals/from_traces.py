@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import exists, select
+from sqlalchemy import exists, or_, select
 
 from keelway.governance.errors import Invalid
 from keelway.store.database import Database
@@ -41,13 +41,24 @@ UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
 def parse_filters(items: Sequence[str]) -> dict[str, Any]:
-    """Parse ``FIELD=VALUE`` items into filters; raise Invalid on a bad one."""
+    """Parse ``FIELD=VALUE`` and ``FIELD!=VALUE`` items; raise Invalid on a bad one.
+
+    A column filter with ``!=`` keeps traces whose field differs (or is
+    unset); it is stored under the key ``FIELD!``.
+    """
     filters: dict[str, Any] = {}
     for item in items:
         field, equals, value = item.partition("=")
         field = field.strip()
+        negated = field.endswith("!")
+        field = field.removesuffix("!").strip()
         if not equals or not value:
-            raise Invalid(f"filter {item!r} is not FIELD=VALUE")
+            raise Invalid(f"filter {item!r} is not FIELD=VALUE or FIELD!=VALUE")
+        if negated and field not in COLUMN_FILTERS:
+            raise Invalid(
+                f"filter {field!r} takes '=' only; '!=' works on "
+                f"{', '.join(COLUMN_FILTERS)}"
+            )
         if field not in TRACE_FILTERS:
             raise Invalid(
                 f"unknown trace filter {field!r}; use one of {', '.join(TRACE_FILTERS)}"
@@ -70,7 +81,7 @@ def parse_filters(items: Sequence[str]) -> dict[str, Any]:
                 raise Invalid("feedback must be up or down")
             filters[field] = value
         else:
-            filters[field] = value
+            filters[field + "!" if negated else field] = value
     return filters
 
 
@@ -120,7 +131,7 @@ def trace_case(row: Trace, expected_from_output: bool) -> dict[str, Any] | None:
         return None
     if expected_from_output:
         answer = answer_text(row.response_body)
-        if answer is not None and not row.response_truncated:
+        if answer and not row.response_truncated:
             case["expected"] = answer
     case["tags"] = ["from-traces"]
     case["metadata"] = {
@@ -152,8 +163,11 @@ def cases_from_traces(
         .limit(limit + len(known))
     )
     for field in COLUMN_FILTERS:
+        column = getattr(Trace, field)
         if field in filters:
-            query = query.where(getattr(Trace, field) == filters[field])
+            query = query.where(column == filters[field])
+        if field + "!" in filters:
+            query = query.where(or_(column.is_(None), column != filters[field + "!"]))
     if "since" in filters:
         query = query.where(Trace.started_at >= filters["since"])
     if "feedback" in filters:

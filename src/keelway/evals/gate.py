@@ -10,7 +10,7 @@ and must-pass cases.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from keelway.evals.compare import Comparison, compare
@@ -99,10 +99,15 @@ def decide(
     baseline: Sequence[CaseResult] | None,
     evaluators: Sequence[str],
     policy: GatePolicy,
+    thresholds: Mapping[str, float] | None = None,
 ) -> GateVerdict:
-    """Run the checks of ``policy`` on ``candidate`` and decide the gate."""
+    """Run the checks of ``policy`` on ``candidate`` and decide the gate.
+
+    ``thresholds`` (each evaluator's pass threshold) only label the
+    summaries for reports.
+    """
     names = tuple(dict.fromkeys(evaluators))
-    candidate_summary = summarize(candidate, names)
+    candidate_summary = summarize(candidate, names, dict(thresholds or {}))
     comparison = None
     baseline_summary = None
     if baseline is not None:
@@ -159,7 +164,8 @@ def _scored_check(name: str, summary: RunSummary) -> GateCheck:
         "scored",
         name,
         True,
-        f"{name}: {item.scored} scores in the candidate, {item.errors} errors",
+        f"{name}: {_count(item.scored, 'score')} in the candidate, "
+        f"{_count(item.errors, 'error')}",
     )
 
 
@@ -289,15 +295,17 @@ def _must_pass_check(key: str, results: Sequence[CaseResult]) -> GateCheck:
             "must_pass",
             key,
             True,
-            f"must-pass case {key!r} passed in all {len(ordered)} trials",
+            f"must-pass case {key!r} passed"
+            + (f" in all {len(ordered)} trials" if len(ordered) > 1 else ""),
         )
     first = failing[0]
     return GateCheck(
         "must_pass",
         key,
         False,
-        f"must-pass case {key!r} did not pass in {len(failing)} of "
-        f"{len(ordered)} trials (trial {first.trial}: {_failure_reason(first)})",
+        f"must-pass case {key!r} did not pass"
+        + (f" in {len(failing)} of {len(ordered)} trials" if len(ordered) > 1 else "")
+        + f" (trial {first.trial}: {_failure_reason(first)})",
     )
 
 
@@ -313,3 +321,7 @@ def _failure_reason(result: CaseResult) -> str:
             value = "no value" if score.value is None else f"{score.value:.2f}"
             return f"{score.evaluator} scored {value}: {score.reason}"
     return "no reason recorded"
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" + ("" if number == 1 else "s")

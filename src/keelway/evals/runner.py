@@ -188,6 +188,26 @@ def prompt_variables(resolved: Resolved, case: Case) -> dict[str, Any]:
     return values
 
 
+def _check_variables(resolved: Resolved, cases: Sequence[Case]) -> None:
+    """Raise Invalid when no case would send the prompt anything of its own.
+
+    A prompt that declares none of the cases' variables, with cases that
+    carry no messages, would send the same request for every case.
+    """
+    declared = {variable.name for variable in resolved.content.variables}
+    given = {name for case in cases for name in case.variables}
+    if any(case.context for case in cases):
+        given.add(CONTEXT_VARIABLE)
+    if not given or declared & given or any(case.messages for case in cases):
+        return
+    shown = ", ".join(sorted(given)[:5])
+    raise Invalid(
+        f"{resolved.name}@{resolved.version} declares none of the variables the "
+        f"cases give ({shown}), so every case would send the same request; "
+        "evaluate a prompt that uses them"
+    )
+
+
 def select_cases(cases: Sequence[Case], options: RunOptions) -> list[Case]:
     """Return the cases a run with ``options`` covers, in dataset order."""
     chosen = list(cases)
@@ -256,6 +276,7 @@ class EvalRunner:
         cases = select_cases(loaded.eval_cases(), options)
         if not cases:
             raise NotFound(f"no case of {loaded.record.reference} matches the filter")
+        _check_variables(resolved, cases)
         install_rubrics(self.registry, specs)
         run = self.runs.create(
             prompt=resolved.name,

