@@ -12,8 +12,10 @@ from keelway.config import ConfigError, default_config_text, load_config, parse_
 
 def test_default_serves_local_models() -> None:
     config = load_config(None)
-    assert set(config.models) == {"gemma-3-270m", "all-minilm-l6-v2"}
+    assert set(config.models) == {"gemma-3-270m", "all-minilm-l6-v2", "judge"}
     assert config.models["gemma-3-270m"].deployments[0].provider == "local"
+    # The judge group shares the loaded local model.
+    assert config.models["judge"].deployments[0].model == "gemma-3-270m"
 
 
 def test_default_text_is_commented() -> None:

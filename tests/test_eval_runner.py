@@ -19,6 +19,7 @@ import xmlschema
 import yaml
 from sqlalchemy import select
 
+from keelway.config import ConfigError, parse_config
 from keelway.store.models import EvalRun, LabelMove
 from tests.conftest import openai_models
 from tests.fakes.openai_upstream import API_KEY, FakeOpenAI
@@ -121,7 +122,12 @@ def setup(
         tmp_path_factory.mktemp("evals"),
         database_url,
         upstream,
-        settings={"prompts": {"gated_labels": ["production"]}},
+        settings={
+            "prompts": {
+                "gated_labels": ["production", "staging"],
+                "gate_datasets": {"staging": "other"},
+            }
+        },
     )
     yield server
     server.close()
@@ -423,3 +429,22 @@ def test_traces_filter_by_inequality(setup: KeelwayServer) -> None:
         "--filter", "model!=judge", "--limit", "2",
     )  # fmt: skip
     assert "added 2 cases" in added.stdout
+
+
+def test_gate_on_another_dataset_does_not_count(setup: KeelwayServer) -> None:
+    _as_admin(setup, "prompt", "approve", "say", "1.0.0", check=False)
+    passed = setup.cli(
+        "eval", "gate", "--candidate", "say@1.0.0", "--dataset", "words",
+        check=False,
+    )  # fmt: skip
+    assert passed.returncode == 0, passed.stdout + passed.stderr
+    refused = _as_admin(
+        setup, "prompt", "label", "say", "staging", "1.0.0", check=False
+    )
+    assert refused.returncode == 1
+    assert "needs a passing eval gate on dataset 'other'" in refused.stderr
+
+
+def test_gate_datasets_must_name_gated_labels() -> None:
+    with pytest.raises(ConfigError, match="not in gated_labels"):
+        parse_config({"prompts": {"gate_datasets": {"production": "words"}}})

@@ -242,6 +242,18 @@ class PromptsConfig(_Strict):
     # Labels that move only to a version with a passing eval gate against
     # the version the label points at now (`keelway eval gate`).
     gated_labels: list[str] = Field(default_factory=list)
+    # The dataset a gated label's gate must have run on, by label; a label
+    # missing here takes a gate on any dataset.
+    gate_datasets: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check_gate_datasets(self) -> PromptsConfig:
+        extra = sorted(set(self.gate_datasets) - set(self.gated_labels))
+        if extra:
+            raise ValueError(
+                f"gate_datasets names labels that are not in gated_labels: {extra}"
+            )
+        return self
 
     @field_validator("protected_labels", "gated_labels")
     @classmethod

@@ -233,8 +233,7 @@ def add_from_traces(
     if not actor.teams_with(Permission.WRITE_DATASETS):
         roles = ", ".join(actor.roles) or "no roles"
         raise click.ClickException(
-            f"{actor.name} ({roles}) lacks permission "
-            f"{Permission.WRITE_DATASETS.value}"
+            f"{actor.name} ({roles}) lacks permission {Permission.WRITE_DATASETS.value}"
         )
     with service_errors():
         parsed = parse_filters(filters)

@@ -323,6 +323,7 @@ def _open(config_path: Path | None) -> _Stores:
         audit,
         tuple(config.prompts.protected_labels),
         tuple(config.prompts.gated_labels),
+        dict(config.prompts.gate_datasets),
     )
     return _Stores(
         config,

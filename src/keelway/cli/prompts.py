@@ -67,6 +67,7 @@ def _registry(config: Config, database: Database) -> PromptRegistry:
         AuditLog(database),
         protected_labels=tuple(config.prompts.protected_labels),
         gated_labels=tuple(config.prompts.gated_labels),
+        gate_datasets=dict(config.prompts.gate_datasets),
     )
 
 

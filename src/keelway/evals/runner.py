@@ -267,8 +267,14 @@ class EvalRunner:
         """
         options = options or RunOptions()
         options.check()
-        self.audit.require(actor, Permission.RUN_EVALS, "eval.run", f"prompt:{prompt}")
         resolved = self.resolve(actor, prompt)
+        self.audit.require(
+            actor,
+            Permission.RUN_EVALS,
+            "eval.run",
+            f"prompt:{resolved.name}@{resolved.version}",
+            team=resolved.team,
+        )
         name, version = parse_dataset_reference(dataset)
         loaded = self.datasets.load(name, version)
         specs = list(evaluators or loaded.record.evaluators or [])

@@ -99,6 +99,7 @@ def create_app(config: Config, database: Database) -> FastAPI:
         audit,
         tuple(config.prompts.protected_labels),
         tuple(config.prompts.gated_labels),
+        dict(config.prompts.gate_datasets),
     )
     experiments = ExperimentStore(database, audit)
     renderer = Renderer()

@@ -175,11 +175,13 @@ class PromptRegistry:
         audit: AuditLog,
         protected_labels: tuple[str, ...] = ("production",),
         gated_labels: tuple[str, ...] = (),
+        gate_datasets: dict[str, str] | None = None,
     ) -> None:
         self.database = database
         self.audit = audit
         self.protected_labels = protected_labels
         self.gated_labels = gated_labels
+        self.gate_datasets = gate_datasets or {}
 
     # Reading
 
@@ -526,8 +528,9 @@ class PromptRegistry:
                 if current is not None
                 else None
             )
+            dataset = self.gate_datasets.get(label)
             gate = (
-                self._gate(session, name, row.version, current_version)
+                self._gate(session, name, row.version, current_version, dataset)
                 if label in self.gated_labels and current_version != row.version
                 else None
             )
@@ -559,7 +562,7 @@ class PromptRegistry:
                 actor,
                 "prompt.label",
                 target,
-                _gate_refusal(name, label, row.version, current_version, gate),
+                _gate_refusal(name, label, row.version, current_version, gate, dataset),
                 team=team,
                 details={
                     "version": row.version,
@@ -745,18 +748,24 @@ class PromptRegistry:
 
     @staticmethod
     def _gate(
-        session: Session, name: str, version: str, baseline: str | None
+        session: Session,
+        name: str,
+        version: str,
+        baseline: str | None,
+        dataset: str | None,
     ) -> EvalGate | None:
         """Return the newest gate of ``version`` against ``baseline``.
 
         With no baseline (the label points nowhere yet) any gate of the
-        version counts.
+        version counts. With a dataset, only gates run on it count.
         """
         query = select(EvalGate).where(
             EvalGate.prompt == name, EvalGate.candidate_version == version
         )
         if baseline is not None:
             query = query.where(EvalGate.baseline_version == baseline)
+        if dataset is not None:
+            query = query.where(EvalGate.dataset == dataset)
         return session.scalar(query.order_by(EvalGate.created_at.desc()).limit(1))
 
     def _add_version(
@@ -921,15 +930,21 @@ def bump_generation(session: Session) -> None:
 
 
 def _gate_refusal(
-    name: str, label: str, version: str, current: str | None, gate: EvalGate | None
+    name: str,
+    label: str,
+    version: str,
+    current: str | None,
+    gate: EvalGate | None,
+    dataset: str | None,
 ) -> str:
     against = f" against {name}@{current}" if current else ""
     baseline = f" --baseline {name}@{current}" if current else ""
+    on = f" on dataset {dataset!r}" if dataset else ""
     if gate is None:
         return (
             f"label {label!r} is gated: {name}@{version} needs a passing eval gate"
-            f"{against} first; run 'keelway eval gate --candidate {name}@{version}"
-            f"{baseline} --dataset DATASET'"
+            f"{against}{on} first; run 'keelway eval gate --candidate "
+            f"{name}@{version}{baseline} --dataset {dataset or 'DATASET'}'"
         )
     reasons = "; ".join(gate.reasons) or "it failed"
     return (
