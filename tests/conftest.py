@@ -142,3 +142,24 @@ def pytest_report_header() -> str:
 @pytest.fixture
 def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
+
+
+def pytest_collection_modifyitems(
+    config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    """On the PostgreSQL pass, keep only the tests that use the store under test.
+
+    That pass exists to run the store on PostgreSQL. A test that never asks
+    for ``database_url`` (directly or through another fixture) runs the
+    same code on both passes, so it runs once, on the SQLite pass.
+    """
+    if BACKEND != "postgresql":
+        return
+    keep: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item in items:
+        uses_store = "database_url" in getattr(item, "fixturenames", ())
+        (keep if uses_store else dropped).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep

@@ -21,6 +21,7 @@ from sqlalchemy import select
 
 from keelway.config import ConfigError, parse_config
 from keelway.store.models import EvalRun, LabelMove
+from tests.cli_in_process import run_cli
 from tests.conftest import openai_models
 from tests.fakes.openai_upstream import API_KEY, FakeOpenAI
 from tests.servers import KeelwayServer
@@ -93,12 +94,12 @@ def _setup(
         env={"FAKE_OPENAI_KEY": API_KEY},
     )
     admin = json.loads(
-        server.cli("users", "create", "admin", "--role", "admin", "--json").stdout
+        _cli(server, "users", "create", "admin", "--role", "admin", "--json").stdout
     )["key"]
     server.env["KEELWAY_USER_KEY"] = admin
     pat = json.loads(
-        server.cli(
-            "users", "create", "pat", "--role", "prompt_engineer", "--json"
+        _cli(
+            server, "users", "create", "pat", "--role", "prompt_engineer", "--json"
         ).stdout
     )["key"]
     server.admin_key = admin  # type: ignore[attr-defined]
@@ -106,9 +107,9 @@ def _setup(
     (folder / "good.yaml").write_text(yaml.safe_dump(_prompt("echo", True)))
     (folder / "bad.yaml").write_text(yaml.safe_dump(_prompt("echo", False)))
     (folder / "words.yaml").write_text(yaml.safe_dump(_dataset(cases)))
-    server.cli("prompt", "create", "say", "--file", str(folder / "good.yaml"))
-    server.cli("prompt", "propose", "say", "--file", str(folder / "bad.yaml"))
-    server.cli("dataset", "import", "words", str(folder / "words.yaml"))
+    _cli(server, "prompt", "create", "say", "--file", str(folder / "good.yaml"))
+    _cli(server, "prompt", "propose", "say", "--file", str(folder / "bad.yaml"))
+    _cli(server, "dataset", "import", "words", str(folder / "words.yaml"))
     return server
 
 
@@ -133,6 +134,13 @@ def setup(
     server.close()
 
 
+def _cli(
+    server: KeelwayServer, *args: str, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """Run a keelway command in process against the server's config."""
+    return run_cli([*args, "--config", str(server.config_path)], server.env, check)
+
+
 def _as_admin(
     server: KeelwayServer, *args: str, check: bool = True
 ) -> subprocess.CompletedProcess[str]:
@@ -140,13 +148,13 @@ def _as_admin(
     pat = server.env["KEELWAY_USER_KEY"]
     server.env["KEELWAY_USER_KEY"] = server.admin_key  # type: ignore[attr-defined]
     try:
-        return server.cli(*args, check=check)
+        return _cli(server, *args, check=check)
     finally:
         server.env["KEELWAY_USER_KEY"] = pat
 
 
 def _run(server: KeelwayServer, *args: str) -> subprocess.CompletedProcess[str]:
-    return server.cli("eval", "run", *args, check=False)
+    return _cli(server, "eval", "run", *args, check=False)
 
 
 def _json_run(server: KeelwayServer, *args: str) -> dict[str, Any]:
@@ -225,14 +233,14 @@ def test_gate_fails_and_label_is_refused(setup: KeelwayServer) -> None:
     )
     assert refused.returncode == 1
     assert "needs a passing eval gate" in refused.stderr
-    passed = setup.cli(
+    passed = _cli(setup, 
         "eval", "gate", "--candidate", "say@1.0.0", "--dataset", "words",
         "--min-pass-rate", "0.9", check=False,
     )  # fmt: skip
     assert passed.returncode == 0, passed.stdout + passed.stderr
     _as_admin(setup, "prompt", "label", "say", "production", "1.0.0")
     summary = setup.folder / "gate.md"
-    failed = setup.cli(
+    failed = _cli(setup, 
         "eval", "gate", "--candidate", "say@2.0.0", "--baseline", "say@production",
         "--dataset", "words", "--summary", str(summary), check=False,
     )  # fmt: skip
@@ -247,7 +255,7 @@ def test_gate_fails_and_label_is_refused(setup: KeelwayServer) -> None:
     )
     assert refused.returncode == 1
     assert "failed" in refused.stderr
-    shown = setup.cli("prompt", "show", "say", "--json")
+    shown = _cli(setup, "prompt", "show", "say", "--json")
     assert json.loads(shown.stdout)["labels"]["production"] == "1.0.0"
     with setup.database.session() as session:
         gated = session.scalar(
@@ -259,8 +267,8 @@ def test_gate_fails_and_label_is_refused(setup: KeelwayServer) -> None:
 def test_compare_lists_flipped_cases(setup: KeelwayServer) -> None:
     good = _json_run(setup, "--prompt", "say@1.0.0", "--dataset", "words")
     bad = _json_run(setup, "--prompt", "say@2.0.0", "--dataset", "words")
-    done = setup.cli(
-        "eval", "compare", good["run"]["id"], bad["run"]["id"][:8], "--json"
+    done = _cli(
+        setup, "eval", "compare", good["run"]["id"], bad["run"]["id"][:8], "--json"
     )
     data = json.loads(done.stdout)
     assert data["deltas"]["contains"]["delta"] == -1.0
@@ -295,7 +303,7 @@ def test_stalled_provider_times_out(setup: KeelwayServer) -> None:
 
 
 def test_gate_bad_arguments_exit_two(setup: KeelwayServer) -> None:
-    done = setup.cli(
+    done = _cli(setup, 
         "eval", "gate", "--candidate", "nope@1.0.0", "--dataset", "words",
         check=False,
     )  # fmt: skip
@@ -321,7 +329,7 @@ def test_pairwise_judge_prefers_better_run(
         }
     )
     try:
-        done = setup.cli(
+        done = _cli(setup, 
             "eval", "compare", bad["run"]["id"], good["run"]["id"], "--judge",
             "--json",
         )  # fmt: skip
@@ -395,7 +403,7 @@ def test_unparseable_judge_is_an_error(
 
 def test_show_prints_figures(setup: KeelwayServer) -> None:
     data = _json_run(setup, "--prompt", "say@1.0.0", "--dataset", "words")
-    done = setup.cli("eval", "show", data["run"]["id"])
+    done = _cli(setup, "eval", "show", data["run"]["id"])
     lines = done.stdout.splitlines()
     assert lines[2].startswith("8 passed, 0 failed, 0 errors (pass rate 100.0%")
     assert lines[3].split() == ["EVALUATOR", "MEAN", "PASS", "RATE", "SCORED", "ERRORS"]
@@ -409,7 +417,9 @@ def test_prompt_without_case_variables_is_rejected(setup: KeelwayServer) -> None
         "model": {"group": "echo"},
     }
     (setup.folder / "static.yaml").write_text(yaml.safe_dump(static))
-    setup.cli("prompt", "create", "static", "--file", str(setup.folder / "static.yaml"))
+    _cli(
+        setup, "prompt", "create", "static", "--file", str(setup.folder / "static.yaml")
+    )
     done = _run(setup, "--prompt", "static@1.0.0", "--dataset", "words")
     assert done.returncode == 2
     assert "declares none of the variables the cases give (hint, question)" in (
@@ -418,13 +428,13 @@ def test_prompt_without_case_variables_is_rejected(setup: KeelwayServer) -> None
 
 
 def test_traces_filter_by_inequality(setup: KeelwayServer) -> None:
-    none = setup.cli(
+    none = _cli(setup, 
         "dataset", "add-from-traces", "from-traces", "--filter", "use_case!=eval",
         check=False,
     )  # fmt: skip
     assert none.returncode == 1
     assert "no new trace matches" in none.stderr
-    added = setup.cli(
+    added = _cli(setup, 
         "dataset", "add-from-traces", "from-traces", "--filter", "use_case=eval",
         "--filter", "model!=judge", "--limit", "2",
     )  # fmt: skip
@@ -433,7 +443,7 @@ def test_traces_filter_by_inequality(setup: KeelwayServer) -> None:
 
 def test_gate_on_another_dataset_does_not_count(setup: KeelwayServer) -> None:
     _as_admin(setup, "prompt", "approve", "say", "1.0.0", check=False)
-    passed = setup.cli(
+    passed = _cli(setup, 
         "eval", "gate", "--candidate", "say@1.0.0", "--dataset", "words",
         check=False,
     )  # fmt: skip

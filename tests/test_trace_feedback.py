@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from keelway.store.models import TraceScore
+from tests.cli_in_process import run_cli
 from tests.conftest import openai_models
 from tests.fakes.openai_upstream import API_KEY, FakeOpenAI
 from tests.servers import KeelwayServer
@@ -161,8 +162,7 @@ def scored(server: KeelwayServer) -> Scored:
 class Reader:
     """Runner of read-only ``keelway`` commands that keeps each one's output.
 
-    Every command starts a Python process, and the tests only read, so they
-    share one run of each command.
+    The tests only read, so they share one run of each command.
     """
 
     def __init__(self, server: KeelwayServer) -> None:
@@ -171,7 +171,9 @@ class Reader:
 
     def run(self, *args: str) -> str:
         if args not in self.outputs:
-            self.outputs[args] = self.server.cli(*args).stdout
+            self.outputs[args] = run_cli(
+                [*args, "--config", str(self.server.config_path)], self.server.env
+            ).stdout
         return self.outputs[args]
 
     def show(self, trace_id: str) -> str:
