@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from keelway.governance import AuditLog, Principal
 from keelway.prompts.content import PromptContent
 from keelway.prompts.registry import PromptRegistry
 from keelway.store.database import open_database
+from tests.cli_in_process import run_cli
 
 ADMIN = Principal.local()
 REVIEWER = Principal("reviewer", "user", ADMIN.grants)
@@ -48,12 +48,10 @@ def config(
 
 
 def _run(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "keelway", "experiment", *args, "--config", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={"KEELWAY_HOME": str(config.parent), "PATH": "/usr/bin:/bin"},
+    return run_cli(
+        ["experiment", *args, "--config", str(config)],
+        {"KEELWAY_HOME": str(config.parent)},
+        check=False,
     )
 
 

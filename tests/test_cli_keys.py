@@ -5,18 +5,19 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from tests.cli_in_process import run_cli
+
 SERVED_MODEL = "served-model"
 
 
 class CLI:
-    """Runs ``python -m keelway`` against a config of this test's own."""
+    """Runs ``keelway`` commands in process against a config of this test's own."""
 
     def __init__(self, folder: Path, database_url: str) -> None:
         self.folder = folder
@@ -36,14 +37,7 @@ class CLI:
         self.config.write_text(yaml.safe_dump(config))
 
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "keelway", *args, "--config", str(self.config)],
-            env=self.env,
-            cwd=self.folder,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        return run_cli([*args, "--config", str(self.config)], self.env, check=False)
 
     def list_keys(self) -> list[dict[str, Any]]:
         listed = self.run("keys", "list", "--json")
