@@ -28,7 +28,8 @@ def _open(config_path: Path | None) -> tuple[Database, DatasetStore, Principal]:
     return database, DatasetStore(database, AuditLog(database)), actor
 
 
-def _require_reader(actor: Principal) -> None:
+def require_reader(actor: Principal) -> None:
+    """Reject a principal with no role, since every role may read evals."""
     if not actor.teams_with(Permission.READ_EVALS):
         raise click.ClickException(
             f"{actor.name} has no role; any role may read datasets"
@@ -107,7 +108,7 @@ def export_dataset(
 ) -> None:
     """Write a dataset version's cases as YAML, JSONL or CSV."""
     _, store, actor = _open(config_path)
-    _require_reader(actor)
+    require_reader(actor)
     with service_errors():
         name, version = parse_dataset_reference(reference)
         loaded = store.load(name, version)
@@ -139,7 +140,7 @@ def export_dataset(
 def list_datasets(as_json: bool, config_path: Path | None) -> None:
     """List datasets with their newest version."""
     _, store, actor = _open(config_path)
-    _require_reader(actor)
+    require_reader(actor)
     records = store.names()
     if as_json:
         for record in records:
@@ -167,7 +168,7 @@ def list_datasets(as_json: bool, config_path: Path | None) -> None:
 def list_versions(name: str, as_json: bool, config_path: Path | None) -> None:
     """List every version of a dataset."""
     _, store, actor = _open(config_path)
-    _require_reader(actor)
+    require_reader(actor)
     with service_errors():
         records = store.versions(name)
     if as_json:

@@ -22,6 +22,7 @@ from typing import Any
 import click
 import yaml
 
+from keelway.cli.datasets import require_reader
 from keelway.cli.identity import (
     echo_table,
     format_time,
@@ -59,7 +60,7 @@ from keelway.evals.runner import (
 from keelway.evals.runs import FAILED, RunRecord, RunStore
 from keelway.governance.audit import AuditLog
 from keelway.governance.errors import GovernanceError
-from keelway.governance.roles import Permission, Principal
+from keelway.governance.roles import Principal
 from keelway.prompts.registry import PromptRegistry
 from keelway.store.database import Database
 
@@ -68,7 +69,7 @@ MAX_EVALUATORS_FILE = 1_000_000
 
 
 class RunFailed(click.ClickException):
-    """An eval that could not run: exit code 2, so CI tells it from a regression."""
+    """An eval that could not run: exit code 2, so CI can tell it from a regression."""
 
     exit_code = 2
 
@@ -318,13 +319,7 @@ def _open(config_path: Path | None) -> _Stores:
     except click.ClickException as error:
         raise RunFailed(error.message) from None
     audit = AuditLog(database)
-    registry = PromptRegistry(
-        database,
-        audit,
-        tuple(config.prompts.protected_labels),
-        tuple(config.prompts.gated_labels),
-        dict(config.prompts.gate_datasets),
-    )
+    registry = PromptRegistry.from_config(database, audit, config.prompts)
     return _Stores(
         config,
         database,
@@ -388,11 +383,7 @@ def _execute(
 
 
 def _thresholds(outcome: RunOutcome) -> dict[str, float]:
-    return {
-        name: item.threshold
-        for name, item in outcome.summary.evaluators.items()
-        if item.threshold is not None
-    }
+    return outcome.summary.thresholds()
 
 
 def _echo_summary(outcome: RunOutcome) -> None:
@@ -497,16 +488,16 @@ def run_command(
     return 0 if summary.failed == 0 and summary.errors == 0 else 1
 
 
+def _number(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
 def _echo_comparison(comparison: Comparison) -> None:
     rows = []
     for name, delta in comparison.deltas.items():
-
-        def number(value: float | None) -> str:
-            return "n/a" if value is None else f"{value:.3f}"
-
         change = "n/a" if delta.delta is None else f"{delta.delta:+.3f}"
         rows.append(
-            [name, number(delta.baseline_mean), number(delta.candidate_mean), change]
+            [name, _number(delta.baseline_mean), _number(delta.candidate_mean), change]
         )
     echo_table(["EVALUATOR", "BASELINE", "CANDIDATE", "DELTA"], rows)
     if not comparison.flips:
@@ -563,8 +554,7 @@ def compare_command(
     order counts as a tie.
     """
     stores = _open(config_path)
-    if not stores.actor.teams_with(Permission.READ_EVALS):
-        raise click.ClickException(f"{stores.actor.name} has no role")
+    require_reader(stores.actor)
     with service_errors():
         baseline = stores.runs.find(baseline_id)
         candidate = stores.runs.find(candidate_id)
@@ -871,8 +861,7 @@ def list_command(
 ) -> None:
     """List the newest eval runs."""
     stores = _open(config_path)
-    if not stores.actor.teams_with(Permission.READ_EVALS):
-        raise click.ClickException(f"{stores.actor.name} has no role")
+    require_reader(stores.actor)
     runs = stores.runs.list(prompt, limit)
     if as_json:
         for run in runs:
@@ -905,8 +894,7 @@ def show_command(
 ) -> None:
     """Show a run: its figures and each case's verdict and reasons."""
     stores = _open(config_path)
-    if not stores.actor.teams_with(Permission.READ_EVALS):
-        raise click.ClickException(f"{stores.actor.name} has no role")
+    require_reader(stores.actor)
     with service_errors():
         run = stores.runs.find(run_id)
     results = stores.runs.results(run.id)

@@ -62,13 +62,7 @@ def _open(config_path: Path | None) -> tuple[PromptRegistry, Principal]:
 
 
 def _registry(config: Config, database: Database) -> PromptRegistry:
-    return PromptRegistry(
-        database,
-        AuditLog(database),
-        protected_labels=tuple(config.prompts.protected_labels),
-        gated_labels=tuple(config.prompts.gated_labels),
-        gate_datasets=dict(config.prompts.gate_datasets),
-    )
+    return PromptRegistry.from_config(database, AuditLog(database), config.prompts)
 
 
 def _require_reader(actor: Principal) -> None:

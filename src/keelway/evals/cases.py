@@ -269,7 +269,7 @@ def normalize_cases(raws: Iterable[Any]) -> list[dict[str, Any]]:
     values = _ValueCheck()
     for position, raw in enumerate(raws):
         if position >= MAX_CASES:
-            raise CaseError(f"a dataset holds at most {MAX_CASES} cases")
+            raise CaseError(f"a dataset may have at most {MAX_CASES} cases")
         case = normalize_case(raw, position, values)
         if case["id"] in seen:
             raise CaseError(

@@ -229,7 +229,7 @@ class GatewayClient:
             rows = sorted(data, key=lambda item: item["index"])
             matrix = np.asarray([row["embedding"] for row in rows], dtype=np.float32)
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as error:
-            raise CallFailed(f"malformed embeddings answer: {error!r}") from None
+            raise CallFailed(f"malformed embeddings response: {error!r}") from None
         if matrix.shape[0] != len(texts):
             raise CallFailed(
                 f"asked for {len(texts)} embeddings, got {matrix.shape[0]}"

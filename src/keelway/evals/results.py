@@ -91,6 +91,14 @@ class RunSummary:
     output_tokens: int
     cached: int
 
+    def thresholds(self) -> dict[str, float]:
+        """Return each evaluator's pass threshold, where it is known."""
+        return {
+            name: item.threshold
+            for name, item in self.evaluators.items()
+            if item.threshold is not None
+        }
+
     def as_dict(self) -> dict[str, Any]:
         """Return the summary as plain JSON-ready data."""
         return {

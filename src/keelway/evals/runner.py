@@ -220,7 +220,7 @@ def select_cases(cases: Sequence[Case], options: RunOptions) -> list[Case]:
 
 
 class EvalRunner:
-    """Runs eval runs; holds the stores and the gateway client they use."""
+    """Runs evals over the stores and the gateway client it is given."""
 
     def __init__(
         self,
@@ -501,11 +501,7 @@ def fill_costs(runs: RunStore, outcome: RunOutcome) -> RunOutcome:
             result.cost_usd = traced[result.trace_id]
             runs.add_result(outcome.run.id, result)
     names = list(outcome.summary.evaluators)
-    thresholds = {
-        name: item.threshold
-        for name, item in outcome.summary.evaluators.items()
-        if item.threshold is not None
-    }
+    thresholds = outcome.summary.thresholds()
     summary = summarize(outcome.results, names, thresholds)
     data = summary.as_dict()
     # Judge calls this run made; replies from the cache cost nothing now.

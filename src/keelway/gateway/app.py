@@ -94,13 +94,7 @@ def create_app(config: Config, database: Database) -> FastAPI:
     )
     rate, budgets = build_limiters(config.limits, database)
     audit = AuditLog(database)
-    registry = PromptRegistry(
-        database,
-        audit,
-        tuple(config.prompts.protected_labels),
-        tuple(config.prompts.gated_labels),
-        dict(config.prompts.gate_datasets),
-    )
+    registry = PromptRegistry.from_config(database, audit, config.prompts)
     experiments = ExperimentStore(database, audit)
     renderer = Renderer()
     resolver = PromptResolver(registry, experiments, config.prompts.check_interval)

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
@@ -42,6 +42,9 @@ from keelway.store.models import (
     PromptVersion,
     RegistryState,
 )
+
+if TYPE_CHECKING:
+    from keelway.config import PromptsConfig
 
 PROPOSED = "proposed"
 APPROVED = "approved"
@@ -182,6 +185,19 @@ class PromptRegistry:
         self.protected_labels = protected_labels
         self.gated_labels = gated_labels
         self.gate_datasets = gate_datasets or {}
+
+    @classmethod
+    def from_config(
+        cls, database: Database, audit: AuditLog, prompts: PromptsConfig
+    ) -> PromptRegistry:
+        """Build the registry with the label rules of the ``prompts`` config."""
+        return cls(
+            database,
+            audit,
+            tuple(prompts.protected_labels),
+            tuple(prompts.gated_labels),
+            dict(prompts.gate_datasets),
+        )
 
     # Reading
 

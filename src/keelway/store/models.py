@@ -381,7 +381,7 @@ class DatasetVersion(Base):
     version: Mapped[int] = mapped_column(Integer)
     content_hash: Mapped[str] = mapped_column(String(64))
     case_count: Mapped[int] = mapped_column(Integer)
-    # Evaluator specs that runs of this version use unless told otherwise.
+    # Evaluator specs that runs of this version use unless a run gives its own.
     evaluators: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
     message: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
