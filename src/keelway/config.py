@@ -23,10 +23,11 @@ from pydantic import (
 )
 
 from keelway.cache.config import CacheConfig
+from keelway.guardrails.config import GuardrailsConfig
 from keelway.home import keelway_home
 from keelway.limits.config import LimitsConfig
 
-PayloadMode = Literal["full", "metadata_only", "none"]
+PayloadMode = Literal["full", "redacted", "metadata_only", "none"]
 
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _USERINFO = re.compile(r"//[^/@\s]*@")
@@ -325,6 +326,7 @@ class Config(_Strict):
     limits: LimitsConfig = LimitsConfig()
     evals: EvalsConfig = EvalsConfig()
     prompts: PromptsConfig = PromptsConfig()
+    guardrails: GuardrailsConfig = GuardrailsConfig()
 
     @model_validator(mode="after")
     def _check_fallbacks(self) -> Config:

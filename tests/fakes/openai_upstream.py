@@ -13,6 +13,10 @@ covers every case a test config maps a public model to:
 - ``long-answer``: streams a long answer slowly, for clients that abort;
 - ``scripted``: answers (without streaming) with a reply a test scripted,
   see :meth:`FakeOpenAI.script`; with none left, 500.
+- ``echo``: answers with the last user message, word for word; streamed,
+  in pieces of ``echo_chunk`` characters, so any value in it arrives split.
+- ``echo-system``: answers with the system message, as a model tricked into
+  reciting its instructions would; streamed like ``echo``.
 
 A request with ``tools`` whose last user message mentions "weather" gets a
 tool call. Every request body is recorded in ``requests``.
@@ -70,6 +74,18 @@ def _error(
     )
 
 
+def _echo(body: dict[str, Any]) -> str:
+    """Return what the echo models repeat: the last user or the system message."""
+    role = "system" if body.get("model") == "echo-system" else "user"
+    found = [m for m in body.get("messages", []) if m.get("role") == role]
+    content = found[-1].get("content") if found else ""
+    if isinstance(content, list):
+        return "".join(
+            str(part.get("text", "")) for part in content if isinstance(part, dict)
+        )
+    return str(content or "")
+
+
 def _share(body: dict[str, Any]) -> float:
     """Return a number in [0, 1) fixed by the request's last message."""
     messages = body.get("messages") or [{}]
@@ -113,6 +129,8 @@ class FakeOpenAI:
         self._script_lock = threading.Lock()
         self._script_rules: list[tuple[str, str]] = []
         self._script_queue: deque[str] = deque()
+        # Characters per chunk of a streamed echo answer.
+        self.echo_chunk = 3
         self.app = web.Application()
         self.app.router.add_post("/v1/chat/completions", self.chat)
         self.app.router.add_post("/v1/embeddings", self.embeddings)
@@ -241,6 +259,11 @@ class FakeOpenAI:
                     500, "no scripted reply is left for this request", "server_error"
                 )
             return _json(self._completion(body, reply))
+        echo = _echo(body) if model in ("echo", "echo-system") else None
+        if echo is not None and body.get("stream"):
+            return await self._stream_text(request, body, echo)
+        if echo is not None:
+            return _json(self._completion(body, echo))
         if body.get("stream"):
             return await self._stream(request, body, slow=fault == "slow")
         return _json(self._completion(body))
@@ -417,6 +440,21 @@ class FakeOpenAI:
                 "usage": usage,
             }
             await response.write(b"data: " + orjson.dumps(final) + b"\n\n")
+        await response.write(b"data: [DONE]\n\n")
+        await response.write_eof()
+        return response
+
+    async def _stream_text(
+        self, request: web.Request, body: dict[str, Any], text: str
+    ) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(self._chunk(body, {"role": "assistant", "content": ""}))
+        size = max(1, self.echo_chunk)
+        for start in range(0, len(text), size):
+            piece = text[start : start + size]
+            await response.write(self._chunk(body, {"content": piece}))
+        await response.write(self._chunk(body, {}, "stop"))
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
         return response

@@ -110,7 +110,7 @@ def keys() -> None:
 )
 @click.option(
     "--payloads",
-    type=click.Choice(["full", "metadata_only", "none"]),
+    type=click.Choice(["full", "redacted", "metadata_only", "none"]),
     default=None,
     help="What traces keep of this key's requests [default: tracing.payloads].",
 )

@@ -46,6 +46,7 @@ def _translated(call: Call, pipeline: Pipeline) -> Call:
         call.group,
         sticky=call.sticky,
         prompt=call.prompt,
+        raw_request=call.raw_request,
     )
 
 
@@ -58,21 +59,26 @@ async def messages(request: Request) -> Response:
             await pipeline.admit(request, trace, _check_messages, "chat"), pipeline
         )
         model = str(call.body["model"])
+        await pipeline.guard_input(call)
         hit = await pipeline.cached(call, request)
         if hit is not None:
             return _from_cache(pipeline, call, hit, model)
         if trace.stream:
             return await stream_response(pipeline, call, _AnthropicEncoder(model))
         result = await pipeline.call(call, provider_chat)
+        delivered, stored = await pipeline.guard_output(call, result.body)
     except GatewayError as error:
         traced = pipeline.reject(trace, error)
         background = BackgroundTask(pipeline.submit, trace) if traced else None
         return error_response(error, "anthropic", background=background)
-    answer = chat_response_to_messages(result.body, model)
+    answer = chat_response_to_messages(delivered, model)
     pipeline.finish(
-        trace, usage=result.usage, response=answer, deployment=call.deployment
+        trace,
+        usage=result.usage,
+        response=chat_response_to_messages(stored, model),
+        deployment=call.deployment,
     )
-    after = BackgroundTask(pipeline.after_answer, call, result.body, result.usage)
+    after = BackgroundTask(pipeline.after_answer, call, stored, result.usage)
     return json_response(answer, background=after, headers=call.headers)
 
 
@@ -80,7 +86,8 @@ def _from_cache(pipeline: Pipeline, call: Call, hit: CacheHit, model: str) -> Re
     if call.trace.stream:
         return replay_response(pipeline, call, _AnthropicEncoder(model), hit)
     answer = chat_response_to_messages(hit.response.body, model)
-    pipeline.finish(call.trace, response=answer)
+    stored = call.stored_answer or hit.response.body
+    pipeline.finish(call.trace, response=chat_response_to_messages(stored, model))
     return json_response(answer, background=BackgroundTask(pipeline.submit, call.trace))
 
 

@@ -15,7 +15,7 @@ from starlette.responses import Response
 
 from keelway import __version__
 from keelway.cache import build_exact_cache, build_semantic_cache
-from keelway.config import Config
+from keelway.config import Config, ConfigError
 from keelway.evals.base import Services
 from keelway.evals.client import self_client
 from keelway.experiments.store import ExperimentStore
@@ -35,6 +35,7 @@ from keelway.gateway.prompting import PromptStep
 from keelway.gateway.responses import error_response
 from keelway.gateway.shadow import ShadowRunner
 from keelway.governance import AuditLog
+from keelway.guardrails.engine import GuardEngine
 from keelway.limits import build_limiters
 from keelway.monitoring.metrics import Metrics
 from keelway.monitoring.online import OnlineEvaluator
@@ -110,6 +111,7 @@ def create_app(config: Config, database: Database) -> FastAPI:
         response_cache(config, router, database),
         RequestLimits(config.limits, rate, budgets, router, prices, metrics),
         step,
+        guard_engine(config, metrics),
     )
     shadows = ShadowRunner(
         pipeline,
@@ -229,3 +231,11 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(Exception, unexpected)
+
+
+def guard_engine(config: Config, metrics: Metrics) -> GuardEngine:
+    """Build every guardrail policy, so bad scanner settings stop the start."""
+    try:
+        return GuardEngine(config.guardrails, metrics)
+    except ValueError as error:
+        raise ConfigError(f"guardrails.{error}") from None

@@ -87,6 +87,14 @@ class InvalidField(InvalidRequest):
     code = "invalid_field"
 
 
+class GuardrailBlocked(InvalidRequest):
+    """A guardrail scanner blocked the request; the message names the scanner
+    and what it found, never the text it found."""
+
+    status = 400
+    code = "guardrail_blocked"
+
+
 class BodyTooLarge(InvalidRequest):
     """The body is larger than ``server.max_body_bytes``."""
 

@@ -38,27 +38,29 @@ async def chat_completions(request: Request) -> Response:
     trace = pipeline.begin(request, "chat")
     try:
         call = await pipeline.admit(request, trace, _check_chat, "chat")
+        await pipeline.guard_input(call)
         hit = await pipeline.cached(call, request)
         if hit is not None:
             return _from_cache(pipeline, call, hit)
         if trace.stream:
             return await stream_response(pipeline, call, _OpenAIEncoder())
         result = await pipeline.call(call, provider_chat)
+        delivered, stored = await pipeline.guard_output(call, result.body)
     except GatewayError as error:
         traced = pipeline.reject(trace, error)
         background = BackgroundTask(pipeline.submit, trace) if traced else None
         return error_response(error, background=background)
     pipeline.finish(
-        trace, usage=result.usage, response=result.body, deployment=call.deployment
+        trace, usage=result.usage, response=stored, deployment=call.deployment
     )
-    after = BackgroundTask(pipeline.after_answer, call, result.body, result.usage)
-    return json_response(result.body, background=after, headers=call.headers)
+    after = BackgroundTask(pipeline.after_answer, call, stored, result.usage)
+    return json_response(delivered, background=after, headers=call.headers)
 
 
 def _from_cache(pipeline: Pipeline, call: Call, hit: CacheHit) -> Response:
     if call.trace.stream:
         return replay_response(pipeline, call, _OpenAIEncoder(), hit)
-    pipeline.finish(call.trace, response=hit.response.body)
+    pipeline.finish(call.trace, response=call.stored_answer or hit.response.body)
     background = BackgroundTask(pipeline.submit, call.trace)
     return json_response(hit.response.body, background=background, headers=call.headers)
 

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
 
@@ -27,6 +27,7 @@ from keelway.gateway.caching import CacheHit, CacheState, ResponseCache, record_
 from keelway.gateway.errors import (
     DeploymentsUnavailable,
     GatewayError,
+    GuardrailBlocked,
     InvalidRequest,
     ModelNotAllowed,
     ModelNotFound,
@@ -34,6 +35,12 @@ from keelway.gateway.errors import (
 )
 from keelway.gateway.limiting import Admission, RequestLimits, deployment_rule
 from keelway.gateway.prompting import PromptStep, PromptUse
+from keelway.guardrails.engine import (
+    Blocked,
+    GuardEngine,
+    InputResult,
+    with_canary,
+)
 from keelway.limits import RateLimitExceeded
 from keelway.monitoring.metrics import Metrics
 from keelway.providers.base import ChatChunk, ChatResult, EmbeddingResult
@@ -57,7 +64,7 @@ from keelway.routing.complexity import ComplexityRouter
 from keelway.routing.policy import BREAKER_CLASSES
 from keelway.tracing.estimate import estimate_usage
 from keelway.tracing.pricing import PriceTable
-from keelway.tracing.records import TraceRecord, encode_payload
+from keelway.tracing.records import Payload, TraceRecord, encode_payload
 from keelway.tracing.stream import StreamAssembler
 from keelway.tracing.usage import Usage
 from keelway.tracing.writer import TraceWriter
@@ -97,6 +104,13 @@ class Call:
     prompt: PromptUse | None = None
     # A shadow call passes budgets but not rate limits.
     shadow: bool = False
+    # The request as received, kept back from the trace until the guardrail
+    # policy is known, since a policy may require the masked form instead.
+    raw_request: Payload | None = None
+    # What the input guardrails sent upstream, and their pseudonyms.
+    guard: InputResult | None = None
+    # The answer as traces may keep it, when guardrails masked anything.
+    stored_answer: JSONObject | None = None
 
     @property
     def headers(self) -> dict[str, str]:
@@ -114,7 +128,10 @@ class Call:
 
     def upstream_body(self) -> JSONObject:
         """Return the body to send upstream, without keelway's own fields."""
-        return {k: v for k, v in self.body.items() if k not in KEELWAY_FIELDS}
+        body = {k: v for k, v in self.body.items() if k not in KEELWAY_FIELDS}
+        if self.guard is not None and self.guard.canary is not None:
+            body = with_canary(body, self.guard.canary)
+        return body
 
 
 class Pipeline:
@@ -132,6 +149,7 @@ class Pipeline:
         cache: ResponseCache | None = None,
         limits: RequestLimits | None = None,
         prompts: PromptStep | None = None,
+        guard: GuardEngine | None = None,
     ) -> None:
         self.config = config
         self.router = router
@@ -144,6 +162,7 @@ class Pipeline:
         self.cache = cache
         self.limits = limits
         self.prompts = prompts
+        self.guard = guard
         # Set by the app once built, since the runner calls back into the pipeline.
         self.shadows: ShadowRunner | None = None
         self._secrets = [
@@ -181,7 +200,12 @@ class Pipeline:
         body = await read_json_object(
             request, server.max_body_bytes, server.body_timeout
         )
-        self._record_request(trace, body)
+        raw_request = None
+        if self.guard is not None and self.guard.may_apply(trace.payloads):
+            # Stored only once the policy says whether it must be masked.
+            raw_request = encode_payload(body, self.config.tracing.max_payload_bytes)
+        else:
+            self._record_request(trace, body)
         attribute(trace, request, body)
         use = None
         if self.prompts is not None:
@@ -202,12 +226,69 @@ class Pipeline:
             group = self.resolve(model, caller, kind)
         trace.model = group
         return Call(
-            trace, caller, body, group, sticky=self._sticky(group, body), prompt=use
+            trace,
+            caller,
+            body,
+            group,
+            sticky=self._sticky(group, body),
+            prompt=use,
+            raw_request=raw_request,
         )
+
+    async def guard_input(self, call: Call) -> None:
+        """Run the input guardrails of the call's policy (pipeline step 3).
+
+        A blocking verdict raises :class:`GuardrailBlocked`. Otherwise the
+        call's body becomes what the upstream may see, and the trace keeps
+        the masked form.
+        """
+        guard = self.guard
+        if guard is None:
+            return
+        trace = call.trace
+        prompt = call.prompt.resolved.name if call.prompt is not None else None
+        policy = guard.policy_for(
+            call.caller.key_name, prompt, call.caller.team, call.group, trace.payloads
+        )
+        if policy is None:
+            if call.raw_request is not None and trace.payloads == "full":
+                trace.request = call.raw_request
+            return
+        try:
+            inputs = await guard.check_input(policy, call.body, trace)
+        except Blocked as blocked:
+            self._record_request(trace, blocked.stored)
+            raise GuardrailBlocked(
+                f"request blocked by {blocked.verdict.summary()}",
+                param="messages",
+            ) from None
+        call.guard = inputs
+        call.body = inputs.body
+        self._record_request(trace, inputs.stored)
+
+    async def guard_output(
+        self, call: Call, answer: JSONObject
+    ) -> tuple[JSONObject, JSONObject]:
+        """Run the output guardrails (pipeline step 7) on a whole answer.
+
+        Returns the answer as the caller gets it and as traces and caches
+        keep it.
+        """
+        if self.guard is None or call.guard is None:
+            return answer, answer
+        result = await self.guard.check_output(
+            call.guard, answer, call.trace, call.body
+        )
+        call.stored_answer = result.stored
+        return result.delivered, result.stored
 
     async def cached(self, call: Call, request: Request) -> CacheHit | None:
         """Look the request up in the response cache; record a hit on the trace."""
         if self.cache is None or not self.cache.applies(call.group):
+            return None
+        if call.guard is not None and call.guard.raw_upstream:
+            # The cache would keep, and a semantic hit's reason quote, values
+            # the guardrails only flagged.
             return None
         started = time.perf_counter()
         caller = call.caller
@@ -221,6 +302,9 @@ class Pipeline:
             scope = prompt_reference(request, call.body)
         call.cache = self.cache.prepare(request, call.body, call.group, access, scope)
         hit = await self.cache.lookup(call.cache, call.group)
+        if hit is not None and call.guard is not None:
+            delivered, _ = await self.guard_output(call, hit.response.body)
+            hit = replace(hit, response=replace(hit.response, body=delivered))
         if hit is not None:
             record_hit(call.trace, hit, started)
             self.metrics.cache_hits.labels(call.group, hit.kind).inc()
@@ -232,6 +316,10 @@ class Pipeline:
         self, call: Call, body: JSONObject, usage: Usage | None, cost: float | None
     ) -> None:
         """Store a provider's response in the cache, if the call allows."""
+        if call.guard is not None and call.guard.raw_upstream:
+            # The request went upstream with values only flagged, and the
+            # cache would keep the request's text; such answers stay out.
+            return
         if self.cache is not None and call.cache is not None:
             await self.cache.store(call.cache, body, usage, cost)
 
@@ -314,13 +402,13 @@ class Pipeline:
         return model
 
     def _record_request(self, trace: TraceRecord, body: JSONObject) -> None:
-        if trace.payloads == "full":
+        if trace.payloads in ("full", "redacted"):
             trace.request = encode_payload(body, self.config.tracing.max_payload_bytes)
         elif trace.payloads == "metadata_only":
             trace.attributes = {**(trace.attributes or {}), "request": _shape(body)}
 
     def _record_response(self, trace: TraceRecord, body: JSONObject) -> None:
-        if trace.payloads == "full":
+        if trace.payloads in ("full", "redacted"):
             trace.response = encode_payload(body, self.config.tracing.max_payload_bytes)
         elif trace.payloads == "metadata_only":
             trace.attributes = {**(trace.attributes or {}), "response": _shape(body)}

@@ -21,6 +21,7 @@ from keelway.gateway.pipeline import (
     estimate_stream_usage,
 )
 from keelway.gateway.responses import SSEResponse
+from keelway.guardrails.stream import StreamGuard
 from keelway.providers.base import ChatChunk
 from keelway.providers.errors import ProviderError
 from keelway.providers.openai import wants_usage
@@ -67,6 +68,7 @@ async def _relay(
     assert deployment is not None
     chunks = stream.chunks
     assembler = StreamAssembler()
+    guard = _stream_guard(pipeline, call)
     usage: Usage | None = None
     failure: GatewayError | None = None
     provider_error: ProviderError | None = None
@@ -74,14 +76,28 @@ async def _relay(
     try:
         pending = [stream.first] if stream.first is not None else []
         while True:
-            chunk = pending.pop() if pending else await anext(chunks)
+            try:
+                chunk = pending.pop() if pending else await anext(chunks)
+            except StopAsyncIteration:
+                break
             if chunk.usage is not None:
                 usage = chunk.usage
             if assembler.add(chunk.data) and trace.ttft_ms is None:
                 trace.ttft_ms = (time.perf_counter() - trace.started) * 1000
-            for data in encoder.chunk(chunk):
-                yield data
-    except StopAsyncIteration:
+            if guard is None or not chunk.forward:
+                for data in encoder.chunk(chunk):
+                    yield data
+                continue
+            for piece in guard.feed(chunk.data):
+                for data in encoder.chunk(replace(chunk, data=piece)):
+                    yield data
+            if guard.blocked is not None:
+                # The rest of the answer is never read, let alone sent.
+                break
+        if guard is not None:
+            for piece in guard.finish():
+                for data in encoder.chunk(ChatChunk(piece)):
+                    yield data
         # Backpressure from a full trace queue lands here, before the last bytes.
         await pipeline.writer.wait_for_room()
         for data in encoder.end(usage):
@@ -109,23 +125,48 @@ async def _relay(
             error=failure.message if failure else None,
             attributes={"deployment": deployment.name, "stream": True},
         )
+        stored = assembler
+        if guard is not None:
+            guard.record(trace)
+            stored = FixedAnswer(guard.stored(assembler.completion()))
         pipeline.finish(
             trace,
             status=status,
             usage=usage or _usage_so_far(call, chunks, assembler),
-            response=encoder.response(assembler),
+            response=encoder.response(stored),
             error=failure,
             deployment=deployment,
         )
         await pipeline.settle(call)
-        if status == 200 and call.cache is not None:
+        complete = status == 200 and (guard is None or guard.blocked is None)
+        if complete and call.cache is not None:
             with anyio.CancelScope(shield=True):
                 await pipeline.remember(
-                    call, assembler.completion(), usage, trace.cost_usd
+                    call, stored.completion(), usage, trace.cost_usd
                 )
         pipeline.writer.enqueue(trace)
-        if status == 200:
-            pipeline.shadow(call, assembler.completion())
+        if complete:
+            pipeline.shadow(call, stored.completion())
+
+
+class FixedAnswer(StreamAssembler):
+    """An assembler that reports an answer built elsewhere (the stored form)."""
+
+    def __init__(self, answer: dict[str, Any]) -> None:
+        super().__init__()
+        self._answer = answer
+
+    def completion(self) -> dict[str, Any]:
+        return self._answer
+
+
+def _stream_guard(pipeline: Pipeline, call: Call) -> StreamGuard | None:
+    if pipeline.guard is None or call.guard is None:
+        return None
+    inputs = call.guard
+    if not inputs.policy.output and not inputs.vault and not inputs.flagged:
+        return None
+    return StreamGuard(pipeline.guard, inputs, call.body)
 
 
 def replay_response(
@@ -154,7 +195,7 @@ async def _replay(
         status = CLIENT_CLOSED
         raise
     finally:
-        pipeline.finish(trace, status=status, response=body)
+        pipeline.finish(trace, status=status, response=call.stored_answer or body)
         pipeline.writer.enqueue(trace)
 
 

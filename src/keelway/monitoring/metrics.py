@@ -142,6 +142,26 @@ class Metrics:
             ("experiment",),
             registry=self.registry,
         )
+        self.guard_verdicts = Counter(
+            "keelway_guardrail_verdicts",
+            "Guardrail verdicts by policy, stage, scanner, action and outcome"
+            " (pass, triggered, error).",
+            ("policy", "stage", "scanner", "action", "outcome"),
+            registry=self.registry,
+        )
+        self.guard_seconds = Histogram(
+            "keelway_guardrail_seconds",
+            "Time one scanner took on one request or streamed window.",
+            ("stage", "scanner"),
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.guard_windows_skipped = Counter(
+            "keelway_guardrail_windows_skipped",
+            "Windows of long texts a scanner did not look at (its length cap).",
+            ("scanner",),
+            registry=self.registry,
+        )
         self.circuit = Gauge(
             "keelway_circuit_state",
             "Circuit breaker of each deployment: 0 closed, 1 half-open, 2 open.",

@@ -91,6 +91,15 @@ class _LoadedEncoder:
         return model
 
 
+def local_encoder() -> Any:
+    """Return the in-process MiniLM model, loading it on first use.
+
+    Scanners and routers that embed on the hot path call it directly, which
+    skips the gateway's request handling.
+    """
+    return _LoadedEncoder.get()
+
+
 def _encode(texts: list[str]) -> tuple[list[list[float]], int]:
     model = _LoadedEncoder.get()
     vectors = model.encode(

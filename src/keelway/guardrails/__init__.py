@@ -1,0 +1,2 @@
+"""Guardrails: scanners that check requests and answers, and the policies that
+decide what happens when one triggers."""

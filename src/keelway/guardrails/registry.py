@@ -1,0 +1,82 @@
+"""Scanner types by name, built lazily so unused ones import nothing heavy.
+
+Each entry names a module and a factory ``build(settings) -> Scanner``. The
+factory checks its own settings and raises :class:`ScannerConfigError` with
+a one-line message for an unknown or invalid one.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from keelway.guardrails.base import Scanner, ScannerConfigError
+
+# type -> (module, stages it may run in)
+SCANNERS: dict[str, tuple[str, frozenset[str]]] = {
+    "pii": ("keelway.guardrails.pii", frozenset({"input", "output"})),
+    "secrets": ("keelway.guardrails.secrets", frozenset({"input", "output"})),
+    "injection": ("keelway.guardrails.injection", frozenset({"input"})),
+    "topic": ("keelway.guardrails.topics", frozenset({"input", "output"})),
+    "deny": ("keelway.guardrails.lists", frozenset({"input", "output"})),
+    "max_tokens": ("keelway.guardrails.lists", frozenset({"input"})),
+    "language": ("keelway.guardrails.language", frozenset({"input", "output"})),
+    "system_prompt_leak": ("keelway.guardrails.leak", frozenset({"output"})),
+    "json_schema": ("keelway.guardrails.structure", frozenset({"output"})),
+    "urls": ("keelway.guardrails.structure", frozenset({"output"})),
+    "refusal": ("keelway.guardrails.structure", frozenset({"output"})),
+    # A scanner of your own: ``factory: package.module:function`` builds it
+    # from the remaining settings.
+    "custom": ("keelway.guardrails.registry", frozenset({"input", "output"})),
+}
+
+
+def build_scanner(kind: str, settings: dict[str, Any]) -> Scanner:
+    """Build a scanner of type ``kind`` from its policy settings."""
+    try:
+        module_name, _ = SCANNERS[kind]
+    except KeyError:
+        known = ", ".join(sorted(SCANNERS))
+        raise ScannerConfigError(
+            f"unknown scanner type {kind!r}; known types: {known}"
+        ) from None
+    module = importlib.import_module(module_name)
+    factory = getattr(module, f"build_{kind}", None) or module.build
+    scanner: Scanner = factory(dict(settings))
+    return scanner
+
+
+def build_custom(settings: dict[str, Any]) -> Scanner:
+    """Build a scanner from a factory named ``module:function``."""
+    target = settings.pop("factory", None)
+    if not isinstance(target, str) or ":" not in target:
+        raise ScannerConfigError(
+            "scanner 'custom' needs factory: 'package.module:function'"
+        )
+    module_name, _, function = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+        factory = getattr(module, function)
+    except (ImportError, AttributeError) as error:
+        raise ScannerConfigError(
+            f"scanner 'custom': cannot load factory {target!r}: {error}"
+        ) from None
+    scanner: Scanner = factory(settings)
+    return scanner
+
+
+def stages(kind: str) -> frozenset[str]:
+    """Return the stages (``input``, ``output``) a scanner type may run in."""
+    return SCANNERS[kind][1]
+
+
+def take(settings: dict[str, Any], name: str, default: Any) -> Any:
+    """Pop one setting, returning ``default`` when it is absent."""
+    return settings.pop(name, default)
+
+
+def no_more(kind: str, settings: dict[str, Any]) -> None:
+    """Refuse settings a factory did not consume."""
+    if settings:
+        names = ", ".join(sorted(map(str, settings)))
+        raise ScannerConfigError(f"scanner {kind!r} has no setting(s): {names}")
