@@ -13,10 +13,10 @@ covers every case a test config maps a public model to:
 - ``long-answer``: streams a long answer slowly, for clients that abort;
 - ``scripted``: answers (without streaming) with a reply a test scripted,
   see :meth:`FakeOpenAI.script`; with none left, 500.
-- ``echo``: answers with the last user message, word for word; streamed,
+- ``repeat``: answers with the last user message, word for word; streamed,
   in pieces of ``echo_chunk`` characters, so any value in it arrives split.
-- ``echo-system``: answers with the system message, as a model tricked into
-  reciting its instructions would; streamed like ``echo``.
+- ``repeat-system``: answers with the system message, as a model tricked
+  into reciting its instructions would; streamed like ``repeat``.
 
 A request with ``tools`` whose last user message mentions "weather" gets a
 tool call. Every request body is recorded in ``requests``.
@@ -75,8 +75,8 @@ def _error(
 
 
 def _echo(body: dict[str, Any]) -> str:
-    """Return what the echo models repeat: the last user or the system message."""
-    role = "system" if body.get("model") == "echo-system" else "user"
+    """Return what the repeat models say: the last user or the system message."""
+    role = "system" if body.get("model") == "repeat-system" else "user"
     found = [m for m in body.get("messages", []) if m.get("role") == role]
     content = found[-1].get("content") if found else ""
     if isinstance(content, list):
@@ -259,7 +259,7 @@ class FakeOpenAI:
                     500, "no scripted reply is left for this request", "server_error"
                 )
             return _json(self._completion(body, reply))
-        echo = _echo(body) if model in ("echo", "echo-system") else None
+        echo = _echo(body) if model in ("repeat", "repeat-system") else None
         if echo is not None and body.get("stream"):
             return await self._stream_text(request, body, echo)
         if echo is not None:

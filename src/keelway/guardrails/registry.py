@@ -40,7 +40,12 @@ def build_scanner(kind: str, settings: dict[str, Any]) -> Scanner:
         raise ScannerConfigError(
             f"unknown scanner type {kind!r}; known types: {known}"
         ) from None
-    module = importlib.import_module(module_name)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise ScannerConfigError(
+            f"scanner {kind!r} cannot load: {error}; reinstall keelway"
+        ) from None
     factory = getattr(module, f"build_{kind}", None) or module.build
     scanner: Scanner = factory(dict(settings))
     return scanner
