@@ -70,7 +70,7 @@ from keelway.store.traces import TraceStore
 from keelway.tracing.writer import RETRY_DELAYS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-FEATURES = ("routing", "limits", "limits-redis", "cache", "prompt")
+FEATURES = ("routing", "limits", "limits-redis", "cache", "prompt", "guard")
 REDIS_URL = os.environ.get("KEELWAY_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 HOST = "127.0.0.1"
 MODEL = "gpt-4o-mini"
@@ -155,7 +155,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "a budget, in memory), limits-redis (the same in the Redis at "
         f"{REDIS_URL}), cache (exact cache on, every request a miss that is "
         "stored), prompt (requests name a registry prompt and its variables "
-        "instead of sending messages) [default: none]",
+        "instead of sending messages), guard (the guardrails section of the "
+        "default config, its default input and output policy on every request) "
+        "[default: none]",
     )
     parser.add_argument(
         "--peer",
@@ -432,6 +434,10 @@ def keelway_config(
         config["limits"] = {"redis_url": REDIS_URL, "key_prefix": redis_prefix}
     if "cache" in features:
         config["cache"] = {"exact": {"enabled": True}}
+    if "guard" in features:
+        from keelway.config import default_config_text
+
+        config["guardrails"] = yaml.safe_load(default_config_text())["guardrails"]
     return config
 
 

@@ -24,6 +24,7 @@ import pytest
 from sqlalchemy import inspect, text
 
 from keelway.store.database import open_database
+from tests.cli_in_process import run_cli
 from tests.conftest import openai_models
 from tests.fakes.openai_upstream import API_KEY, FakeOpenAI
 from tests.servers import KeelwayServer
@@ -239,18 +240,26 @@ def test_values_in_tool_arguments_and_history_are_pseudonymized(
                 }
             ],
         },
-        {"role": "tool", "tool_call_id": "call_1", "content": "sent to +44 20 7946 0958"},
+        {
+            "role": "tool",
+            "tool_call_id": "call_1",
+            "content": "sent to +44 20 7946 0958",
+        },
         {"role": "user", "content": "Thanks, maria.lopez@example.com confirms."},
     ]
     response = chat(server, "pseudo", messages)
     assert response.status_code == 200
-    assert response.json()["choices"][0]["message"]["content"] == messages[-1]["content"]
+    assert (
+        response.json()["choices"][0]["message"]["content"] == messages[-1]["content"]
+    )
     sent = upstream.requests[since]
     raw = json.dumps(sent)
     for value in ("maria.lopez@example.com", "help.desk@example.org", "7946 0958"):
         assert value not in raw
     # One value, one placeholder, everywhere in the conversation.
-    arguments = json.loads(sent["messages"][2]["tool_calls"][0]["function"]["arguments"])
+    arguments = json.loads(
+        sent["messages"][2]["tool_calls"][0]["function"]["arguments"]
+    )
     first_user = sent["messages"][1]["content"]
     assert arguments["to"] in first_user
     assert arguments["to"] in sent["messages"][4]["content"]
@@ -302,8 +311,33 @@ def test_redacted_values_are_nowhere_in_store_log_or_cache(
         request_ids.append(request_id)
     for request_id in request_ids:
         wait_for_trace(server, request_id)
+    # Eval cases made from these traces keep what the traces keep.
+    env = {"KEELWAY_HOME": str(server.home), "FAKE_OPENAI_KEY": API_KEY}
+    config = ["--config", str(server.config_path)]
+    created = run_cli(
+        ["users", "create", "root", "--role", "admin", "--json", *config], env, False
+    )
+    assert created.returncode == 0, created.stderr
+    env["KEELWAY_USER_KEY"] = json.loads(created.stdout)["key"]
+    added = run_cli(
+        [
+            "dataset",
+            "add-from-traces",
+            "from-redacted",
+            "--filter",
+            "model=redact",
+            "--expected-from-output",
+            *config,
+        ],
+        env,
+    )
+    assert "from-redacted" in added.stdout
+    exported = run_cli(["dataset", "export", "from-redacted", *config], env).stdout
+    assert "<EMAIL_ADDRESS>" in exported
     values = pii_values()
+    assert [value for value in values if value in exported] == []
     dump = dump_store(database_url)
+    assert int(dump["_counts"]["dataset_cases"]) >= len(batches())
     assert "cache_entries" in dump["_tables"]
     assert int(dump["_counts"]["cache_entries"]) >= len(batches())
     everything = json.dumps(dump, default=str, ensure_ascii=False)
@@ -399,7 +433,9 @@ def test_requests_without_a_policy_pass_untouched(
     server: KeelwayServer, upstream: FakeOpenAI
 ) -> None:
     since = len(upstream.requests)
-    response = chat(server, "plain", [{"role": "user", "content": "mail a@example.com"}])
+    response = chat(
+        server, "plain", [{"role": "user", "content": "mail a@example.com"}]
+    )
     assert response.status_code == 200
     assert upstream.requests[since]["messages"][0]["content"] == "mail a@example.com"
 

@@ -17,6 +17,7 @@ from keelway.cli import (
     datasets,
     evals,
     experiments,
+    guard,
     keys,
     prompts,
     route,
@@ -64,6 +65,7 @@ cli.add_command(audit.audit)
 cli.add_command(experiments.experiment)
 cli.add_command(datasets.dataset)
 cli.add_command(evals.eval_group)
+cli.add_command(guard.guard)
 
 
 def main() -> None:

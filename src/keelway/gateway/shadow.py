@@ -92,7 +92,11 @@ class ShadowRunner:
             group = pipeline.resolve(str(body.get("model")), call.caller, "chat")
             trace.model = group
             shadow_call = Call(trace, call.caller, body, group, shadow=True)
+            # The shadow version reads the same variables, so the same
+            # guardrails apply before its text goes upstream.
+            await pipeline.guard_input(shadow_call)
             result = await pipeline.call(shadow_call, provider_chat)
+            _, stored = await pipeline.guard_output(shadow_call, result.body)
         except GatewayError as error:
             status, error_text = "error", error.message
             pipeline.finish(trace, status=error.status, error=error)
@@ -101,11 +105,11 @@ class ShadowRunner:
             status, error_text = "error", error.__class__.__name__
             trace.status = "error"
         else:
-            result_body = result.body
+            result_body = stored
             pipeline.finish(
                 trace,
                 usage=result.usage,
-                response=result.body,
+                response=stored,
                 deployment=shadow_call.deployment,
             )
         if shadow_call is not None:
