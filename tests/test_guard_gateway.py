@@ -475,3 +475,78 @@ def sqlite_files(url: str) -> list[Path]:
         for candidate in (path, Path(f"{path}-wal"), Path(f"{path}-journal"))
         if candidate.exists()
     ]
+
+
+REDIS_URL = os.environ.get("KEELWAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def test_redacted_values_stay_out_of_a_redis_cache(
+    tmp_path_factory: pytest.TempPathFactory, database_url: str, upstream: FakeOpenAI
+) -> None:
+    import redis
+
+    prefix = f"keelway-test-guard:{uuid.uuid4().hex[:8]}:"
+    server = KeelwayServer(
+        tmp_path_factory.mktemp("guard-redis"),
+        database_url,
+        {"redact": openai_models(upstream.base_url, ["repeat"])["repeat"]},
+        settings={
+            "routing": NO_RETRIES,
+            "guardrails": {
+                "policies": {"redact": POLICIES["redact"]},
+                "default": "redact",
+            },
+            "cache": {
+                "backend": "redis",
+                "redis_url": REDIS_URL,
+                "prefix": prefix,
+                "exact": {"enabled": True},
+            },
+        },
+        env={"FAKE_OPENAI_KEY": API_KEY},
+    )
+    server.start()
+    client_redis = redis.Redis.from_url(REDIS_URL)
+    try:
+        for batch in batches():
+            response = chat(server, "redact", [{"role": "user", "content": batch}])
+            assert response.status_code == 200
+        keys = list(client_redis.scan_iter(match=prefix + "*"))
+        assert len(keys) >= len(batches())
+        stored = " ".join(redis_value(client_redis, key) for key in keys)
+        assert "EMAIL_ADDRESS" in stored
+        assert [value for value in pii_values() if value in stored] == []
+    finally:
+        for key in client_redis.scan_iter(match=prefix + "*"):
+            client_redis.delete(key)
+        client_redis.close()
+        server.close()
+
+
+def redis_value(client: Any, key: bytes) -> str:
+    """Return a Redis key and its whole value as text, whatever its type."""
+    kind = client.type(key).decode()
+    if kind == "string":
+        value: Any = client.get(key)
+    elif kind == "hash":
+        value = client.hgetall(key)
+    elif kind == "list":
+        value = client.lrange(key, 0, -1)
+    elif kind == "set":
+        value = client.smembers(key)
+    elif kind == "zset":
+        value = client.zrange(key, 0, -1)
+    else:
+        value = client.dump(key)
+    return key.decode("utf-8", "replace") + " " + as_text(value)
+
+
+def as_text(value: Any) -> str:
+    """Decode bytes inside a Redis reply so non-ASCII values stay searchable."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, dict):
+        return " ".join(as_text(k) + " " + as_text(v) for k, v in value.items())
+    if isinstance(value, list | set | tuple):
+        return " ".join(as_text(item) for item in value)
+    return str(value)

@@ -88,6 +88,7 @@ async def embeddings(request: Request) -> Response:
     trace = pipeline.begin(request, "embeddings")
     try:
         call = await pipeline.admit(request, trace, _check_embedding, "embeddings")
+        await pipeline.guard_input(call, "embeddings")
         result = await pipeline.call(call, provider_embed)
     except GatewayError as error:
         traced = pipeline.reject(trace, error)

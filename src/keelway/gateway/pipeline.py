@@ -235,7 +235,7 @@ class Pipeline:
             raw_request=raw_request,
         )
 
-    async def guard_input(self, call: Call) -> None:
+    async def guard_input(self, call: Call, kind: str = "chat") -> None:
         """Run the input guardrails of the call's policy (pipeline step 3).
 
         A blocking verdict raises :class:`GuardrailBlocked`. Otherwise the
@@ -255,7 +255,7 @@ class Pipeline:
                 trace.request = call.raw_request
             return
         try:
-            inputs = await guard.check_input(policy, call.body, trace)
+            inputs = await guard.check_input(policy, call.body, trace, kind=kind)
         except Blocked as blocked:
             self._record_request(trace, blocked.stored)
             raise GuardrailBlocked(

@@ -43,6 +43,7 @@ from keelway.guardrails.rewrite import (
     Segment,
     Vault,
     answer_segments,
+    embedding_segments,
     join,
     redaction,
     request_segments,
@@ -377,14 +378,22 @@ class GuardEngine:
         body: JSONObject,
         trace: TraceRecord | None = None,
         complete: Complete | None = None,
+        kind: str = "chat",
     ) -> InputResult:
-        """Scan a chat request; raise :class:`Blocked` or return what to send.
+        """Scan a request; raise :class:`Blocked` or return what to send.
 
         ``body`` is not changed: the result holds a rewritten copy when a
-        scanner masked anything.
+        scanner masked anything. For an embeddings request (``kind``
+        ``embeddings``) only the scanners of personal and secret data run:
+        the texts are documents to index, not instructions to a model.
         """
         started = time.perf_counter()
-        segments = request_segments(body, CONTEXT_VARIABLES)
+        steps = policy.input
+        if kind == "embeddings":
+            steps = [step for step in steps if step.sensitive]
+            segments = embedding_segments(body)
+        else:
+            segments = request_segments(body, CONTEXT_VARIABLES)
         system_prompt = _system_prompt(body)
         verdicts: list[Verdict] = []
         # What goes upstream masks the spans of triggered redact and
@@ -395,7 +404,7 @@ class GuardEngine:
         blocked: Verdict | None = None
         try:
             runs = await self._scan_steps(
-                policy, "input", policy.input, segments, body, system_prompt, complete
+                policy, "input", steps, segments, body, system_prompt, complete
             )
             for step, verdict, located in runs:
                 verdicts.append(verdict)

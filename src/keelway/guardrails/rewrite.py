@@ -72,6 +72,20 @@ def request_segments(
     return found
 
 
+def embedding_segments(body: JSONObject) -> list[Segment]:
+    """Return the input strings of an embeddings request."""
+    value = body.get("input")
+    if isinstance(value, str):
+        return [Segment(("input",), value, "user")] if value else []
+    if isinstance(value, list):
+        return [
+            Segment(("input", index), item, "user")
+            for index, item in enumerate(value)
+            if isinstance(item, str) and item
+        ]
+    return []
+
+
 def answer_segments(body: JSONObject) -> list[Segment]:
     """Return every text of a ``chat.completion`` answer."""
     found: list[Segment] = []
