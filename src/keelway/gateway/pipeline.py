@@ -255,7 +255,9 @@ class Pipeline:
                 trace.request = call.raw_request
             return
         try:
-            inputs = await guard.check_input(policy, call.body, trace, kind=kind)
+            inputs = await guard.check_input(
+                policy, call.body, trace, self.guard_complete, kind=kind
+            )
         except Blocked as blocked:
             self._record_request(trace, blocked.stored)
             raise GuardrailBlocked(
@@ -265,6 +267,32 @@ class Pipeline:
         call.guard = inputs
         call.body = inputs.body
         self._record_request(trace, inputs.stored)
+
+    async def guard_complete(self, group: str, messages: list[JSONObject]) -> str:
+        """Run a scanner's judge request on a model group and return its text.
+
+        The request goes straight through routing (retries and fallbacks
+        apply) but not through guardrails, which would judge the judge, and
+        it is not traced or charged on its own: its time shows in the
+        scanner's span.
+        """
+        if group not in self.router.groups:
+            raise ValueError(f"no model group named {group!r} for the judge")
+        body: JSONObject = {
+            "model": group,
+            "messages": messages,
+            "temperature": 0,
+            "max_tokens": 256,
+        }
+
+        async def attempt(current: Attempt) -> ChatResult:
+            return await current.deployment.provider.chat(body)
+
+        outcome = await self.executor.run(group, attempt)
+        choices = outcome.value.body.get("choices") or [{}]
+        message = choices[0].get("message") or {}
+        content = message.get("content")
+        return content if isinstance(content, str) else ""
 
     async def guard_output(
         self, call: Call, answer: JSONObject
