@@ -25,7 +25,7 @@ from keelway.providers.anthropic_format import (
     messages_request_to_chat,
 )
 from keelway.providers.base import ChatChunk
-from keelway.providers.errors import UnsupportedRequest
+from keelway.providers.errors import ProviderError, UnsupportedRequest
 from keelway.tracing.stream import StreamAssembler
 from keelway.tracing.usage import Usage
 
@@ -67,19 +67,30 @@ async def messages(request: Request) -> Response:
             return await stream_response(pipeline, call, _AnthropicEncoder(model))
         result = await pipeline.call(call, provider_chat)
         delivered, stored = await pipeline.guard_output(call, result.body)
+        answer = _translated_answer(pipeline, call, delivered, model)
+        stored_answer = _translated_answer(pipeline, call, stored, model)
     except GatewayError as error:
         traced = pipeline.reject(trace, error)
         background = BackgroundTask(pipeline.submit, trace) if traced else None
         return error_response(error, "anthropic", background=background)
-    answer = chat_response_to_messages(delivered, model)
     pipeline.finish(
         trace,
         usage=result.usage,
-        response=chat_response_to_messages(stored, model),
+        response=stored_answer,
         deployment=call.deployment,
     )
     after = BackgroundTask(pipeline.after_answer, call, stored, result.usage)
     return json_response(answer, background=after, headers=call.headers)
+
+
+def _translated_answer(
+    pipeline: Pipeline, call: Call, body: dict[str, Any], model: str
+) -> dict[str, Any]:
+    """Translate an answer to Anthropic's shape, as a gateway error if it fails."""
+    try:
+        return chat_response_to_messages(body, model)
+    except ProviderError as error:
+        raise pipeline.translate(error, call.deployment) from None
 
 
 def _from_cache(pipeline: Pipeline, call: Call, hit: CacheHit, model: str) -> Response:

@@ -254,12 +254,9 @@ class _ScannerCache:
 
     @classmethod
     def get(cls, spec: ScannerSpec) -> Scanner:
-        import orjson
-
-        key = (
-            spec.type
-            + orjson.dumps(spec.settings(), option=orjson.OPT_SORT_KEYS).decode()
-        )
+        # repr, not JSON: the factory checks the settings after this, and
+        # they may hold values JSON cannot encode (number keys, huge ints).
+        key = spec.type + repr(spec.settings())
         with cls._lock:
             scanner = cls._built.get(key)
             if scanner is None:
@@ -278,6 +275,11 @@ def build_policy(name: str, config: PolicyConfig) -> Policy:
                 scanner = _ScannerCache.get(spec)
             except ValueError as error:
                 raise ValueError(f"{path}: {error}") from None
+            except Exception as error:  # noqa: BLE001 - a factory of any kind
+                raise ValueError(
+                    f"{path}: scanner {spec.type!r} failed to build:"
+                    f" {type(error).__name__}: {error}"
+                ) from None
             if spec.action in SPAN_ACTIONS and not getattr(scanner, "spans", False):
                 raise ValueError(
                     f"{path}: action {spec.action!r} needs a scanner that finds"
@@ -295,6 +297,24 @@ def build_policy(name: str, config: PolicyConfig) -> Policy:
                     sensitive=bool(
                         getattr(scanner, "sensitive", spec.type in SENSITIVE_KINDS)
                     ),
+                )
+            )
+    # A policy that checks answers for personal data keeps the request
+    # masked in traces too, so the request side gets a flag-only copy.
+    input_kinds = {step.kind for step in stages["input"] if step.sensitive}
+    for step in stages["output"]:
+        if step.sensitive and step.kind not in input_kinds:
+            input_kinds.add(step.kind)
+            stages["input"].append(
+                Step(
+                    f"stored_{step.kind}",
+                    step.kind,
+                    "flag",
+                    0.0,
+                    "closed",
+                    step.scanner,
+                    len(stages["input"]),
+                    True,
                 )
             )
     return Policy(name, stages["input"], stages["output"], config.stream_window)
@@ -316,6 +336,12 @@ class GuardEngine:
             name: build_policy(name, policy) for name, policy in config.policies.items()
         }
         self._storage_policies: dict[str | None, Policy] = {}
+        if config.stored_pii:
+            # Built now so bad settings stop the start, not a request.
+            try:
+                self._with_stored_pii(None)
+            except Exception as error:  # noqa: BLE001 - a factory of any kind
+                raise ValueError(f"stored_pii: {error}") from None
 
     @property
     def active(self) -> bool:
@@ -632,14 +658,12 @@ class GuardEngine:
         if blocked is not None:
             filtered = content_filtered(answer)
             return OutputResult(filtered, filtered, verdicts, blocked)
-        delivered = with_texts(
-            answer,
-            segments,
-            [
-                inputs.vault.restore(text)
-                for text in delivered_rewriter.texts(None, pseudonyms=False)
-            ],
-        )
+        masked = delivered_rewriter.texts(None, pseudonyms=False)
+        restored = [
+            inputs.vault.restore(text, json_string=segment.path[-1] == "arguments")
+            for segment, text in zip(segments, masked, strict=True)
+        ]
+        delivered = with_texts(answer, segments, restored)
         stored = with_texts(
             answer,
             segments,

@@ -66,7 +66,17 @@ def build_custom(settings: dict[str, Any]) -> Scanner:
         raise ScannerConfigError(
             f"scanner 'custom': cannot load factory {target!r}: {error}"
         ) from None
-    scanner: Scanner = factory(settings)
+    if not callable(factory):
+        raise ScannerConfigError(f"scanner 'custom': {target!r} is not callable")
+    try:
+        scanner: Scanner = factory(settings)
+    except ScannerConfigError:
+        raise
+    except Exception as error:  # noqa: BLE001 - the factory is the user's code
+        raise ScannerConfigError(
+            f"scanner 'custom': factory {target!r} failed:"
+            f" {type(error).__name__}: {error}"
+        ) from None
     return scanner
 
 

@@ -16,6 +16,7 @@ placeholder that already occurs in the caller's own text is never handed out.
 from __future__ import annotations
 
 import copy
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -63,6 +64,13 @@ def request_segments(
         for index, message in enumerate(messages):
             if isinstance(message, dict):
                 _message_segments(found, ("messages", index), message)
+    # The caller's end-user id and a predicted output reach the upstream too.
+    user = body.get("user")
+    if isinstance(user, str) and user:
+        found.append(Segment(("user",), user, "user"))
+    prediction = body.get("prediction")
+    if isinstance(prediction, dict):
+        _message_segments(found, ("prediction",), {"role": "user", **prediction})
     variables = body.get("variables")
     if isinstance(variables, dict):
         for name, value in variables.items():
@@ -114,26 +122,35 @@ def _message_segments(
             if not isinstance(part, dict):
                 continue
             text = part.get("text")
+            where = (*path, "content", part_index, "text")
             if isinstance(text, str) and text:
-                found.append(
-                    Segment((*path, "content", part_index, "text"), text, source)
-                )
+                found.append(Segment(where, text, source))
+            elif text is not None and not isinstance(text, str):
+                # Not a valid part, but it would reach the upstream as sent.
+                dumped = json.dumps(text, ensure_ascii=False)
+                found.append(Segment(where, dumped, source))
     calls = message.get("tool_calls")
     if isinstance(calls, list):
         for call_index, call in enumerate(calls):
             function = call.get("function") if isinstance(call, dict) else None
-            arguments = (
-                function.get("arguments") if isinstance(function, dict) else None
-            )
-            if isinstance(arguments, str) and arguments:
-                found.append(
-                    Segment(
-                        (*path, "tool_calls", call_index, "function", "arguments"),
-                        arguments,
-                        source,
-                    )
-                )
+            if isinstance(function, dict):
+                where = (*path, "tool_calls", call_index, "function", "arguments")
+                _arguments(found, where, function.get("arguments"), source)
+    legacy = message.get("function_call")
+    if isinstance(legacy, dict):
+        where = (*path, "function_call", "arguments")
+        _arguments(found, where, legacy.get("arguments"), source)
     return found
+
+
+def _arguments(found: list[Segment], path: Path, value: Any, source: Source) -> None:
+    """Add tool-call arguments: a JSON string, or an object sent as one."""
+    if isinstance(value, str):
+        if value:
+            found.append(Segment(path, value, source))
+    elif isinstance(value, dict | list):
+        # Written back as a JSON string, which is what the OpenAI API takes.
+        found.append(Segment(path, json.dumps(value, ensure_ascii=False), source))
 
 
 @dataclass(slots=True)
@@ -160,6 +177,12 @@ class Joined:
         start = self.starts[low]
         length = len(self.segments[low].text)
         local_start = finding.start - start
+        if local_start >= length and low + 1 < len(self.starts):
+            # The match starts in the separator: it belongs to the next text.
+            low += 1
+            start = self.starts[low]
+            length = len(self.segments[low].text)
+            local_start = 0
         local_end = min(finding.end - start, length)
         if local_start >= length or local_end <= local_start:
             return None
@@ -214,11 +237,25 @@ class Vault:
         self.values[candidate] = value
         return candidate
 
-    def restore(self, text: str) -> str:
-        """Put the original values back in place of this vault's placeholders."""
+    def restore(self, text: str, *, json_string: bool = False) -> str:
+        """Put the original values back in place of this vault's placeholders.
+
+        With ``json_string`` the values are escaped as inside a JSON string,
+        for tool-call arguments: a value with a line break or a quote would
+        otherwise break the arguments' JSON.
+        """
         if not self.values or "<" not in text:
             return text
-        return PLACEHOLDER.sub(lambda m: self.values.get(m.group(0), m.group(0)), text)
+
+        def value(match: re.Match[str]) -> str:
+            found = self.values.get(match.group(0))
+            if found is None:
+                return match.group(0)
+            if json_string:
+                return json.dumps(found, ensure_ascii=False)[1:-1]
+            return found
+
+        return PLACEHOLDER.sub(value, text)
 
 
 def redaction(kind: str) -> str:
@@ -279,14 +316,34 @@ class Rewriter:
 
 
 def _without_overlaps(spans: list[Rewrite]) -> list[Rewrite]:
-    """Keep one span where several overlap: the longest, then the earliest scanner."""
-    ranked = sorted(spans, key=lambda s: (-(s.end - s.start), s.order, s.start))
-    kept: list[Rewrite] = []
-    for span in ranked:
-        if all(span.end <= other.start or span.start >= other.end for other in kept):
-            kept.append(span)
-    kept.sort(key=lambda s: s.start)
-    return kept
+    """Merge overlapping spans into one that covers them all.
+
+    Two scanners can find overlapping parts of one value (``alice.b`` and
+    ``b@example.com``); masking only one of them would send the rest. The
+    merged span takes the type of its longest part, and it is a pseudonym
+    only when every part is.
+    """
+    merged: list[Rewrite] = []
+    for span in sorted(spans, key=lambda s: (s.start, -s.end)):
+        last = merged[-1] if merged else None
+        if last is None or span.start >= last.end:
+            merged.append(
+                Rewrite(
+                    span.segment,
+                    span.start,
+                    span.end,
+                    span.kind,
+                    span.pseudonym,
+                    span.order,
+                )
+            )
+            continue
+        longest = last if last.end - last.start >= span.end - span.start else span
+        last.kind = longest.kind
+        last.order = min(last.order, span.order)
+        last.pseudonym = last.pseudonym and span.pseudonym
+        last.end = max(last.end, span.end)
+    return merged
 
 
 def with_texts(

@@ -40,7 +40,7 @@ JSONObject = dict[str, Any]
 BufferKey = tuple[int, str, int]  # choice, "content" or "tool", tool-call index
 
 # A placeholder cut off at the end of the released text: "<EMAIL_ADD".
-_PARTIAL_PLACEHOLDER = re.compile(r"<[A-Z][A-Z0-9_]{0,55}$")
+_PARTIAL_PLACEHOLDER = re.compile(r"<[A-Z0-9_]{0,56}$")
 # Scanners that judge the whole answer and need not run on every window.
 _WHOLE_ANSWER = frozenset({"json_schema", "refusal", "topic", "language"})
 
@@ -62,6 +62,8 @@ class _Buffer:
     # Fields of the first tool-call delta (id, type, name), sent with the
     # first released piece of its arguments.
     head: JSONObject | None = None
+    # Tool-call arguments are JSON: restored values are escaped for it.
+    json_string: bool = False
 
 
 class StreamGuard:
@@ -159,7 +161,9 @@ class StreamGuard:
                 if not isinstance(call, dict):
                     continue
                 number = int(call.get("index") or 0)
-                buffer = self.buffers.setdefault((index, "tool", number), _Buffer())
+                buffer = self.buffers.setdefault(
+                    (index, "tool", number), _Buffer(json_string=True)
+                )
                 function = call.get("function") or {}
                 head = {k: v for k, v in call.items() if k != "function"}
                 name = function.get("name") if isinstance(function, dict) else None
@@ -295,9 +299,8 @@ class StreamGuard:
                 Finding(finding.kind, start, end, finding.score, finding.rule)
             )
             verdict.where.append("stream")
-            known = any(m.start == start and m.end == end for m in buffer.masks)
-            if (masks or step.sensitive) and not known:
-                buffer.masks.append(_Mask(start, end, finding.kind, masks))
+            if masks or step.sensitive:
+                _add_mask(buffer.masks, _Mask(start, end, finding.kind, masks))
 
     def _safe_boundary(self, buffer: _Buffer, boundary: int, final: bool) -> int:
         """Move the boundary back so it cuts no masked span or placeholder."""
@@ -328,7 +331,7 @@ class StreamGuard:
             parts.append(redaction(mask.kind))
             cursor = mask.end
         parts.append(buffer.text[cursor:end])
-        return self.inputs.vault.restore("".join(parts))
+        return self.inputs.vault.restore("".join(parts), json_string=buffer.json_string)
 
     def _cut(self) -> list[JSONObject]:
         """End every open choice with ``content_filter``."""
@@ -388,3 +391,22 @@ class StreamGuard:
             cursor = min(mask.end, end)
         parts.append(buffer.text[cursor:end])
         return self.inputs.mask_flagged("".join(parts))
+
+
+def _add_mask(masks: list[_Mask], mask: _Mask) -> None:
+    """Add a mask, merging it with every mask it overlaps.
+
+    A later window can find more of a value than an earlier one did (the
+    first digits of a card looked like a phone number); the union is masked,
+    with the type of its longest part.
+    """
+    for other in [m for m in masks if m.start < mask.end and mask.start < m.end]:
+        masks.remove(other)
+        longer = other if other.end - other.start > mask.end - mask.start else mask
+        mask = _Mask(
+            min(other.start, mask.start),
+            max(other.end, mask.end),
+            longer.kind,
+            other.delivered or mask.delivered,
+        )
+    masks.append(mask)
