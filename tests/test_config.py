@@ -74,7 +74,7 @@ def test_unset_environment_reference_fails(monkeypatch: pytest.MonkeyPatch) -> N
         ({"server": {"port": 70000}}, r"server\.port: .*65535"),
         (
             {"tracing": {"payloads": "everything"}},
-            r"tracing\.payloads: .*'full', 'metadata_only' or 'none'",
+            r"tracing\.payloads: .*'full', 'redacted', 'metadata_only' or 'none'",
         ),
         ({"serverr": {}}, r"serverr: unknown field"),
         (
