@@ -173,15 +173,20 @@ def upstream() -> Iterator[Upstream]:
 
 @pytest.fixture(scope="module")
 def server(
-    tmp_path_factory: pytest.TempPathFactory, database_url: str, upstream: Upstream
+    tmp_path_factory: pytest.TempPathFactory, upstream: Upstream
 ) -> Iterator[KeelwayServer]:
+    # A store of its own on SQLite: these tests are about what the guardrails
+    # let through, which does not depend on the store; the gateway tests
+    # check the stored traces on both backends.
+    folder = tmp_path_factory.mktemp("hostile")
+    database_url = f"sqlite:///{folder / 'keelway.db'}"
     models = {
         name: openai_models(upstream.base_url, [target])[target]
         for name, (_, target) in MODELS.items()
     }
     path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     server = KeelwayServer(
-        tmp_path_factory.mktemp("hostile"),
+        folder,
         database_url,
         models,
         settings={

@@ -302,6 +302,7 @@ def test_shipped_weights_match_training_set() -> None:
     assert shipped.train_sha256 == file_sha256(TRAIN_FILE)
 
 
+@pytest.mark.slow
 @pytest.mark.local_model
 def test_retraining_reproduces_predictions() -> None:
     shipped = InjectionClassifier.load()
