@@ -371,3 +371,25 @@ def test_eval_errors_are_one_line(config: Path, env, tmp_path: Path) -> None:
     for name, (args, expected) in cases.items():
         line = error_line(guard(config, env, "eval", *args, check=False))
         assert expected in line, name
+
+
+def test_eval_infers_secrets_from_types(config: Path, env, tmp_path: Path) -> None:
+    lines = [
+        {
+            "id": "k1",
+            "text": "key AKIAQ3EXAMPLE7KEYZZ9 in the log",
+            "entities": [
+                {
+                    "type": "AWS_ACCESS_KEY",
+                    "start": 4,
+                    "end": 24,
+                    "value": "AKIAQ3EXAMPLE7KEYZZ9",
+                }
+            ],
+        },
+        {"id": "k2", "text": "no credential here", "entities": []},
+    ]
+    dataset = write_jsonl(tmp_path / "secrets.jsonl", lines)
+    result = guard(config, env, "eval", "--dataset", str(dataset), "--json")
+    report = json.loads(result.stdout)
+    assert report["scanners"][0]["scanner"] == "secrets"

@@ -191,20 +191,44 @@ def read_examples(path: Path, default_scanner: str | None = None) -> list[Exampl
         raise DatasetError(f"{path}: file not found") from None
     except (OSError, UnicodeDecodeError) as error:
         raise DatasetError(f"{path}: cannot read: {error}") from None
-    examples = []
+    records = []
     for number, line in enumerate(content.splitlines(), start=1):
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            records.append((number, json.loads(line)))
         except json.JSONDecodeError as error:
             raise DatasetError(
                 f"{path}, line {number}: invalid JSON: {error.msg}"
             ) from None
-        examples.append(_example(path, number, record, default_scanner))
+    if default_scanner is None:
+        default_scanner = _span_scanner(record for _, record in records)
+    examples = [
+        _example(path, number, record, default_scanner) for number, record in records
+    ]
     if not examples:
         raise DatasetError(f"{path}: the file has no examples")
     return examples
+
+
+def _span_scanner(records: Any) -> str | None:
+    """Return ``secrets`` for a span set whose types are all secret types.
+
+    Lines without a ``scanner`` field are otherwise taken as PII, and the
+    negatives of a secrets set have no entity to tell them apart.
+    """
+    from keelway.guardrails.secrets import TYPES
+
+    kinds = {
+        entity.get("type")
+        for record in records
+        if isinstance(record, dict) and isinstance(record.get("entities"), list)
+        for entity in record["entities"]
+        if isinstance(entity, dict)
+    }
+    if kinds and kinds <= set(TYPES):
+        return "secrets"
+    return None
 
 
 def _example(
