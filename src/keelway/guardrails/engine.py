@@ -497,8 +497,8 @@ class GuardEngine:
         final: bool = True,
     ) -> list[tuple[Step, Verdict, list[tuple[int, Finding]]]]:
         """Run each step on the texts it reads; return verdicts in step order."""
-        plain = [step for step in steps if not hasattr(step.scanner, "scan_async")]
-        judged = [step for step in steps if hasattr(step.scanner, "scan_async")]
+        judged = [step for step in steps if _needs_async(step.scanner)]
+        plain = [step for step in steps if not _needs_async(step.scanner)]
         results: dict[int, tuple[Step, Verdict, list[tuple[int, Finding]]]] = {}
 
         def run_plain() -> None:
@@ -759,6 +759,17 @@ def record_summary(
 
 # Scanner types that run a model on every call.
 _HEAVY = frozenset({"injection", "topic", "refusal"})
+
+
+def _needs_async(scanner: Scanner) -> bool:
+    """Whether a scanner must be awaited (it calls a model through the gateway).
+
+    A scanner with ``scan_async`` can say it does not need it now, through a
+    ``needs_async`` attribute, so its plain ``scan`` runs with the others.
+    """
+    if not hasattr(scanner, "scan_async"):
+        return False
+    return bool(getattr(scanner, "needs_async", True))
 
 
 def new_verdict(policy: Policy, stage: str, step: Step) -> Verdict:

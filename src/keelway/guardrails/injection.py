@@ -58,7 +58,9 @@ CLASSIFIER_FILE = "injection_classifier.npz"
 # Classifier probabilities of windows already seen, keyed by a hash of the
 # window text. Chat requests resend earlier turns, so windows often repeat.
 CACHE_SIZE = 4096
-# Words that instructions to a model, and attacks on them, are written with.
+# Words that instructions to a model, and attacks on them, are written with,
+# matched on the lower-cased text (a case-insensitive search of this many
+# alternatives is about four times slower).
 # In ``classifier: screened`` mode a text with none of them, no rule match
 # and nothing undone by normalization skips the embedding model, which costs
 # tens of milliseconds a window on a CPU.
@@ -72,8 +74,7 @@ SCREEN = re.compile(
     r"|translat|decode|base64|rot13|concaten|combine|variable|payload|policy"
     r"|ignora|ignorez|ignoriere|vergiss|olvida|oublie|esque[cç]a|dimentica|anweisung"
     r"|instrucc|consign|istruzion|игнор|инструкц|забуд|систем|忽略|无视|指令|系统|提示"
-    r"|無視|指示|プロンプト|무시|지시",
-    re.IGNORECASE,
+    r"|無視|指示|プロンプト|무시|지시"
 )
 CLASSIFIER_MODES = ("always", "screened", "off")
 
@@ -92,13 +93,26 @@ class Rule:
     weight: float
     pattern: re.Pattern[str]
     keywords: tuple[str, ...] = ()
+    # The keywords as one search: Latin-script keywords must start a word,
+    # so "ai" does not open the gate for "explain" or "again".
+    gate: re.Pattern[str] | None = None
 
 
 def _rule(
     name: str, technique: str, weight: float, pattern: str, keywords: str = ""
 ) -> Rule:
     words = tuple(keywords.split("|")) if keywords else ()
-    return Rule(name, technique, weight, re.compile(pattern, re.IGNORECASE), words)
+    gate = None
+    if words:
+        parts = [
+            (r"\b" if word[:1].isascii() and word[:1].isalnum() else "")
+            + re.escape(word)
+            for word in words
+        ]
+        gate = re.compile("|".join(parts))
+    return Rule(
+        name, technique, weight, re.compile(pattern, re.IGNORECASE), words, gate
+    )
 
 
 _PREVIOUS = (
@@ -525,6 +539,8 @@ def match_rules(text: str) -> list[RuleMatch]:
     for rule in RULES:
         if rule.keywords and not any(word in lowered for word in rule.keywords):
             continue
+        if rule.gate is not None and rule.gate.search(lowered) is None:
+            continue
         found = rule.pattern.search(text)
         if found is None:
             continue
@@ -670,6 +686,11 @@ class InjectionScanner:
             windows, skipped,
         )  # fmt: skip
 
+    @property
+    def needs_async(self) -> bool:
+        """Whether scans must go through ``scan_async``: only with a judge."""
+        return self.judge is not None
+
     def _needs_classifier(
         self, text: str, notes: list[str], matches: list[RuleMatch]
     ) -> bool:
@@ -677,7 +698,7 @@ class InjectionScanner:
             return True
         if self.classifier_mode == "off":
             return False
-        return bool(matches or notes or SCREEN.search(text))
+        return bool(matches or notes or SCREEN.search(text.lower()))
 
     async def scan_async(self, text: str, context: ScanContext) -> Detection:
         """Return the sync verdict, raised to the judge model's when one is set."""
