@@ -393,3 +393,11 @@ def test_eval_infers_secrets_from_types(config: Path, env, tmp_path: Path) -> No
     result = guard(config, env, "eval", "--dataset", str(dataset), "--json")
     report = json.loads(result.stdout)
     assert report["scanners"][0]["scanner"] == "secrets"
+
+
+def test_scan_rejects_redact_on_whole_text(tmp_path: Path, env) -> None:
+    path = tmp_path / "bad.yaml"
+    bad = {"input": [{"type": "max_tokens", "action": "redact", "limit": 5}]}
+    path.write_text(yaml.safe_dump({"guardrails": {"policies": {"bad": bad}}}))
+    result = guard(path, env, "scan", "some text", "--policy", "bad", check=False)
+    assert "needs a scanner that finds spans" in error_line(result)

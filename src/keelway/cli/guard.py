@@ -18,7 +18,12 @@ import click
 from keelway.cli.identity import echo_table
 from keelway.cli.options import config_option, resolve_config
 from keelway.guardrails.base import Detection, ScanContext, Scanner, ScannerConfigError
-from keelway.guardrails.config import GuardrailsConfig, PolicyConfig, ScannerSpec
+from keelway.guardrails.config import (
+    SPAN_ACTIONS,
+    GuardrailsConfig,
+    PolicyConfig,
+    ScannerSpec,
+)
 from keelway.guardrails.registry import SCANNERS, build_scanner, stages
 
 # The scanners run when the config names no default policy.
@@ -71,13 +76,24 @@ def _spec_for(policy: PolicyConfig, stage: str, kind: str) -> list[ScannerSpec]:
 def _build(spec: ScannerSpec) -> Scanner:
     """Build a scanner, turning a settings or import failure into one CLI line."""
     try:
-        return build_scanner(spec.type, spec.settings())
+        scanner = build_scanner(spec.type, spec.settings())
     except ScannerConfigError as error:
-        raise click.ClickException(f"scanner {spec.label!r}: {error}") from None
+        message = str(error)
+        # The registry's messages already name the scanner type.
+        prefix = f"scanner {spec.type!r}: "
+        message = message.removeprefix(prefix)
+        raise click.ClickException(f"scanner {spec.label!r}: {message}") from None
     except ImportError as error:
         raise click.ClickException(
             f"scanner {spec.label!r} is not available: {error}"
         ) from None
+    # The gateway refuses such a policy at start, so the CLI does too.
+    if spec.action in SPAN_ACTIONS and not getattr(scanner, "spans", False):
+        raise click.ClickException(
+            f"scanner {spec.label!r}: action {spec.action!r} needs a scanner that"
+            f" finds spans, and {spec.type!r} judges the whole text"
+        )
+    return scanner
 
 
 def _read_text(text: str | None, file: str | None) -> str:
