@@ -104,6 +104,8 @@ class KeelwayServer:
                         return self
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 time.sleep(0.1)
+        # Stop the process here: the caller gets no server to close.
+        self.stop(signal.SIGKILL)
         raise RuntimeError(f"keelway did not become healthy:\n{self.log()}")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:

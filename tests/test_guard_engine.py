@@ -196,7 +196,12 @@ def test_a_failing_scanner_follows_its_on_error_setting(
 
 
 def test_a_masking_scanner_that_fails_closed_blocks() -> None:
-    spec = {"type": "custom", "factory": FAILING, "action": "flag", "on_error": "closed"}
+    spec = {
+        "type": "custom",
+        "factory": FAILING,
+        "action": "flag",
+        "on_error": "closed",
+    }
     guard = engine({"p": {"input": [spec]}})
     # flag fails closed by going on; a redacting one cannot, shown next.
     run_input(guard, chat(("user", "x")))
@@ -251,7 +256,11 @@ def stream_chunks(text: str, size: int) -> list[dict[str, Any]]:
     chunks = [{"choices": [{"index": 0, "delta": {"role": "assistant"}}]}]
     for start in range(0, len(text), size):
         chunks.append(
-            {"choices": [{"index": 0, "delta": {"content": text[start : start + size]}}]}
+            {
+                "choices": [
+                    {"index": 0, "delta": {"content": text[start : start + size]}}
+                ]
+            }
         )
     chunks.append({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
     return chunks
