@@ -221,7 +221,7 @@ class InputResult:
 
     @property
     def raw_upstream(self) -> bool:
-        """Whether the upstream body holds values the stored form masks."""
+        """Whether the upstream body contains values the stored form masks."""
         return bool(self.flagged)
 
     def mask_flagged(self, text: str) -> str:
@@ -408,7 +408,7 @@ class GuardEngine:
     ) -> InputResult:
         """Scan a request; raise :class:`Blocked` or return what to send.
 
-        ``body`` is not changed: the result holds a rewritten copy when a
+        ``body`` is not changed: the result contains a rewritten copy when a
         scanner masked anything. For an embeddings request (``kind``
         ``embeddings``) only the scanners of personal and secret data run:
         the texts are documents to index, not instructions to a model.
