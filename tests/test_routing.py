@@ -202,7 +202,7 @@ def test_breaker_isolates_failing_deployment(
     }
     routing = {
         "retries": {"max_retries": 1, "backoff_base": 0.01, "backoff_max": 0.02},
-        "circuit_breaker": {"failures": 3, "window_seconds": 60, "cooldown_seconds": 1},
+        "circuit_breaker": {"failures": 3, "window_seconds": 60, "cooldown_seconds": 4},
     }
     server = _server(tmp_path, database_url, models, routing)
     try:
@@ -210,16 +210,21 @@ def test_breaker_isolates_failing_deployment(
             assert _post(server, _chat()).status_code == 200
             if failing.calls >= 3:
                 break
+        opened = time.monotonic()
         assert failing.calls == 3
         assert _circuit(server, "failing") == "open"
 
-        # While open, the failing deployment gets no traffic at all.
-        for _ in range(20):
+        # While open, the failing deployment gets no traffic at all. The
+        # requests stop well inside the cooldown, however slow the machine.
+        sent = 0
+        while sent < 20 and time.monotonic() - opened < 2.5:
             assert _post(server, _chat()).status_code == 200
+            sent += 1
+        assert sent > 0
         assert failing.calls == 3
 
         failing.fault = None
-        time.sleep(1.1)
+        time.sleep(max(0.0, 4.1 - (time.monotonic() - opened)))
         for _ in range(60):
             assert _post(server, _chat()).status_code == 200
             if failing.calls > 3:
