@@ -434,33 +434,18 @@ class GuardEngine:
             )
             for step, verdict, located in runs:
                 verdicts.append(verdict)
-                if verdict.error is not None:
-                    if step.on_error == "closed" and step.action in STOPPING_ACTIONS:
-                        # A masking scanner that failed cannot say what to
-                        # mask, so failing closed means not sending the text.
-                        blocked = blocked or verdict
-                    continue
-                if verdict.triggered and step.action == "block":
+                if _stops(step, verdict):
                     blocked = blocked or verdict
-                masks = verdict.triggered and step.action in SPAN_ACTIONS
-                if not (masks or step.sensitive):
-                    continue
-                for index, finding in located:
-                    rewrite = Rewrite(
-                        index,
-                        finding.start,
-                        finding.end,
-                        finding.kind,
-                        pseudonym=masks and step.action == "pseudonymize",
-                        order=step.order,
-                    )
+                rewrites, masks = _rewrites(step, verdict, located)
+                for rewrite in rewrites:
                     stored_rewriter.add(rewrite)
                     if masks:
                         upstream_rewriter.add(rewrite)
                     else:
-                        value = segments[index].text[finding.start : finding.end]
+                        text = segments[rewrite.segment].text
+                        value = text[rewrite.start : rewrite.end]
                         if len(value.strip()) >= 4:
-                            flagged[value] = redaction(finding.kind)
+                            flagged[value] = redaction(rewrite.kind)
         finally:
             self.record(trace, "input", policy, verdicts, started)
         vault = Vault("".join(segment.text for segment in segments))
@@ -632,24 +617,11 @@ class GuardEngine:
             )
             for step, verdict, located in runs:
                 verdicts.append(verdict)
-                if verdict.error is not None:
-                    if step.on_error == "closed" and step.action in STOPPING_ACTIONS:
-                        blocked = blocked or verdict
-                    continue
-                if verdict.triggered and step.action == "block":
+                if _stops(step, verdict):
                     blocked = blocked or verdict
-                masks = verdict.triggered and step.action in SPAN_ACTIONS
-                if not (masks or step.sensitive):
-                    continue
-                for index, finding in located:
-                    rewrite = Rewrite(
-                        index,
-                        finding.start,
-                        finding.end,
-                        finding.kind,
-                        False,
-                        step.order,
-                    )
+                # New values in an answer have no pseudonym to restore.
+                rewrites, masks = _rewrites(step, verdict, located, pseudonyms=False)
+                for rewrite in rewrites:
                     stored_rewriter.add(rewrite)
                     if masks:
                         delivered_rewriter.add(rewrite)
@@ -759,6 +731,43 @@ def record_summary(
 
 # Scanner types that run a model on every call.
 _HEAVY = frozenset({"injection", "topic", "refusal"})
+
+
+def _stops(step: Step, verdict: Verdict) -> bool:
+    """Return whether a verdict stops the request or withholds the answer.
+
+    A masking scanner that failed closed stops it too, because it cannot
+    name what to mask.
+    """
+    if verdict.error is not None:
+        return step.on_error == "closed" and step.action in STOPPING_ACTIONS
+    return verdict.triggered and step.action == "block"
+
+
+def _rewrites(
+    step: Step,
+    verdict: Verdict,
+    located: list[tuple[int, Finding]],
+    *,
+    pseudonyms: bool = True,
+) -> tuple[list[Rewrite], bool]:
+    """Return the masks of a step's findings, and whether the sent text gets them.
+
+    Every finding of a sensitive scanner is masked in storage. Only a
+    triggered ``redact`` or ``pseudonymize`` scanner masks the text that is
+    sent on.
+    """
+    if verdict.error is not None:
+        return [], False
+    masks = verdict.triggered and step.action in SPAN_ACTIONS
+    if not (masks or step.sensitive):
+        return [], False
+    pseudonym = pseudonyms and masks and step.action == "pseudonymize"
+    rewrites = [
+        Rewrite(index, finding.start, finding.end, finding.kind, pseudonym, step.order)
+        for index, finding in located
+    ]
+    return rewrites, masks
 
 
 def _needs_async(scanner: Scanner) -> bool:
