@@ -140,7 +140,8 @@ def test_block_names_the_scanner_and_not_the_text() -> None:
             guard.check_input(guard.policies["p"], chat(("user", "hi dave")), trace)
         )
     message = str(caught.value)
-    assert "needle-dave-block" in message and "NAME" in message
+    assert "needle-dave-block" in message
+    assert "NAME" in message
     assert "dave'" not in message.replace("needle-dave", "")
     assert caught.value.stored["messages"][0]["content"] == "hi dave"
     spans = {span.name: span for span in trace.spans}

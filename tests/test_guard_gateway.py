@@ -196,7 +196,7 @@ def test_pseudonymized_values_never_reach_the_upstream(
     for batch in batches():
         response = chat(server, "pseudo", [{"role": "user", "content": batch}])
         assert response.status_code == 200, response.text
-        # The repeat model says the placeholders; the caller gets the values.
+        # The repeat model echoes the placeholders; the caller gets the values.
         assert response.json()["choices"][0]["message"]["content"] == batch
     sent = upstream_text(upstream, since)
     leaked = [value for value in pii_values() if value in sent]
@@ -291,7 +291,8 @@ def test_the_anthropic_route_is_pseudonymized_too(
                         streamed.append(delta["text"])
         assert "".join(streamed) == text_in
     sent = upstream_text(upstream, since)
-    assert "555 2671" not in sent and "sam.k+news" not in sent
+    assert "555 2671" not in sent
+    assert "sam.k+news" not in sent
 
 
 def test_redacted_values_are_nowhere_in_store_log_or_cache(
@@ -395,7 +396,8 @@ def test_a_blocked_request_gets_a_clear_400_without_the_value(
     error = response.json()["error"]
     assert error["code"] == "guardrail_blocked"
     assert error["type"] == "invalid_request_error"
-    assert "'pii'" in error["message"] and "CREDIT_CARD" in error["message"]
+    assert "'pii'" in error["message"]
+    assert "CREDIT_CARD" in error["message"]
     assert "4111" not in response.text
     assert len(upstream.requests) == since
     trace = wait_for_trace(server, request_id)

@@ -202,7 +202,7 @@ class Pipeline:
         )
         raw_request = None
         if self.guard is not None and self.guard.may_apply(trace.payloads):
-            # Stored only once the policy says whether it must be masked.
+            # Stored only once the policy decides whether it must be masked.
             raw_request = encode_payload(body, self.config.tracing.max_payload_bytes)
         else:
             self._record_request(trace, body)

@@ -165,7 +165,7 @@ class Verdict:
         return list(dict.fromkeys(finding.kind for finding in self.findings))
 
     def summary(self) -> str:
-        """One line for an error message or a log: scanner and types, no text."""
+        """Return one line for an error message or a log: scanner and types, no text."""
         if self.error is not None:
             return f"guardrail {self.scanner!r} failed and fails closed"
         found = ", ".join(self.types[:8])
@@ -348,7 +348,7 @@ class GuardEngine:
         return bool(self.policies)
 
     def may_apply(self, payloads: str) -> bool:
-        """Whether a request stored in this payload mode could get a policy."""
+        """Return whether a request stored in this payload mode could get a policy."""
         return bool(self.policies) or payloads == "redacted"
 
     def policy_for(
